@@ -12,12 +12,13 @@ import contextlib
 import glob
 import io
 import json
+import math
 import os
 import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import torch
 import yaml
@@ -141,8 +142,40 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
 
 
+def _non_finite_at(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """The key path and value of the first NaN or infinity inside ``obj`` (None if none)."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "the value", obj)
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = _non_finite_at(v, f"{where}.{k}" if where else str(k))
+        if found is not None:
+            return found
+    return None
+
+
+def strict_json(obj: Any, path: str | os.PathLike, **dumps_kwargs: Any) -> str:
+    """``json.dumps(obj, allow_nan=False)``: strict JSON, which has no NaN or infinity.  A
+    non-finite number anywhere in ``obj`` raises :class:`SnnkdError` naming ``path`` (the file
+    it was meant for) and the key holding it, so no file ever holds a bare ``NaN``."""
+    try:
+        return json.dumps(obj, allow_nan=False, **dumps_kwargs)
+    except ValueError:
+        found = _non_finite_at(obj)
+        if found is None:
+            raise
+        raise SnnkdError(f"refusing to write {str(path)!r}: {found[0]!r} is {found[1]}, not a finite number "
+                         "(a diverged or NaN-weight model?)") from None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """``obj`` as strict, indented JSON (see :func:`strict_json`), atomically."""
+    write_text(path, strict_json(obj, path, indent=2, sort_keys=False) + "\n")
+
+
+def write_jsonl(path: str | os.PathLike, rows: Iterable[Any]) -> None:
+    """One strict-JSON line per row (see :func:`strict_json`), atomically."""
+    write_text(path, "".join(strict_json(r, path) + "\n" for r in rows))
 
 
 def write_yaml(path: str | os.PathLike, obj: Any) -> None:
