@@ -6,6 +6,8 @@ and are dropped from the exported model.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 from snnkd.errors import SnnkdError
@@ -21,36 +23,58 @@ def model_name(model: StagedNet) -> str:
     return getattr(model, "arch", type(model).__name__)
 
 
-def stage_list(model: StagedNet, stages: list[str] | str | None, method: str) -> list[str]:
-    """Normalise a ``stages`` hyperparameter: None -> the last stage; a string -> [it]."""
+def stage_list(stages: list[str] | str | None, method: str) -> list[str | None]:
+    """Normalise a ``stages`` hyperparameter of stage-pair specs (see :func:`split_pair`):
+    None -> ``[None]`` (last:last); a string -> ``[it]``."""
     if stages is None:
-        return [model.stage_names[-1]]
+        return [None]
     if isinstance(stages, str):
         stages = [stages]
-    if not isinstance(stages, list) or not all(isinstance(s, str) for s in stages):
-        raise SnnkdError(f"method {method!r}: stages must be a list of stage names, got {stages!r}")
+    if not isinstance(stages, list) or not stages or not all(isinstance(s, str) for s in stages):
+        raise SnnkdError(f"method {method!r}: stages must be a non-empty list of stage names, got {stages!r}")
     if len(set(stages)) != len(stages):
         raise SnnkdError(f"method {method!r}: stage listed twice in {stages}")
     return stages
 
 
-def paired_stage(student: StagedNet, teacher: StagedNet, stage: str, method: str) -> tuple[dict, dict]:
-    """``feature_info`` of ``stage`` in both models; refuses a stage either lacks or a
-    spatial mismatch (different reduction or input size), which a 1x1 connector cannot fix."""
+def split_pair(spec: object, method: str) -> tuple[str | None, str | None]:
+    """A stage-pair spec: ``"s:t"`` (student stage ``s``, teacher stage ``t``), ``"s"``
+    (the same name in both) or None (the last stage of each)."""
+    if spec is None:
+        return None, None
+    if not isinstance(spec, str) or not spec or spec.count(":") > 1:
+        raise SnnkdError(f"method {method!r}: a stage is a name or 'student_stage:teacher_stage', got {spec!r}")
+    s, _, t = spec.partition(":")
+    return s, (t if _ else s)
+
+
+def paired_stage(student: StagedNet, teacher: StagedNet, spec: object, method: str) -> tuple[str, str, dict, dict]:
+    """Resolve a stage-pair spec (see :func:`split_pair`; None = last:last) to
+    ``(student_stage, teacher_stage, student_info, teacher_info)``; refuses a stage either
+    model lacks.  The two maps may differ in size: callers bring the teacher's map to the
+    student's with :func:`match_spatial` (teacher and student may be of different families)."""
+    s_name, t_name = split_pair(spec, method)
+    s_name = s_name or student.stage_names[-1]
+    t_name = t_name or teacher.stage_names[-1]
     infos = []
-    for model, role in ((student, "student"), (teacher, "teacher")):
-        if stage not in model.stage_names:
-            raise SnnkdError(f"method {method!r} taps stage {stage!r}, but the {role} ({model_name(model)}) "
+    for model, role, name in ((student, "student", s_name), (teacher, "teacher", t_name)):
+        if name not in model.stage_names:
+            raise SnnkdError(f"method {method!r} taps stage {name!r}, but the {role} ({model_name(model)}) "
                              f"has no such stage; its stages are {model.stage_names}")
-        infos.append(model.stage_info(stage))
-    s, t = infos
-    s_side = getattr(student, "img_size", 0) // s["reduction"]
-    t_side = getattr(teacher, "img_size", 0) // t["reduction"]
-    if s["reduction"] != t["reduction"] or s_side != t_side:
-        raise SnnkdError(f"method {method!r}: stage {stage!r} has spatial reduction {s['reduction']} in the student "
-                         f"but {t['reduction']} in the teacher (or different input sizes); the feature maps "
-                         "must have the same height and width")
-    return s, t
+        infos.append(model.stage_info(name))
+    return s_name, t_name, infos[0], infos[1]
+
+
+def match_spatial(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """``t`` ``[B, C, H, W]`` resized to ``size`` (H, W): average pooling when it shrinks
+    by a whole factor (the mean over each window, exact for rates), bilinear otherwise."""
+    size = tuple(size)
+    if tuple(t.shape[-2:]) == size:
+        return t
+    h, w = t.shape[-2:]
+    if h >= size[0] and w >= size[1] and h % size[0] == 0 and w % size[1] == 0:
+        return F.adaptive_avg_pool2d(t, size)
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
 
 
 def as_float(method: str, key: str, value: object) -> float:

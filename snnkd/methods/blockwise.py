@@ -2,21 +2,27 @@
 seed 000) (our definition; no public code).
 
 For each replaced stage ``k``: the SNN's firing-rate output of stage ``k`` goes through
-a learnable mapping ``phi_k`` (1x1 conv + BN to the teacher's channels) and then through
-the frozen teacher's stages ``k+1..L`` and head -- the hybrid model ``M_k`` with logits
-``z_Mk``.  Gradients flow through the frozen teacher layers into ``phi_k`` and SNN
-stages ``1..k``::
+a learnable mapping ``phi_k`` (1x1 conv + BN to the teacher's channels, then a ReLU when
+``relu``, the default: the teacher stage after it was trained on post-ReLU, non-negative
+inputs, which a signed BN output is not) and then through the frozen teacher's stages
+``k+1..L`` and head -- the hybrid model ``M_k`` with logits ``z_Mk``.  Gradients flow
+through the frozen teacher layers into ``phi_k`` and SNN stages ``1..k``::
 
-    L = ce_weight * [CE(z_S, y) + sum_k CE(z_Mk, y)]
-        + kd_weight * tau^2 * [KL(a_A || s_S) + sum_k KL(a_A || s_Mk)]
+    L = ce_weight * CE(z_S, y) + kd_weight * tau^2 * KL(a_A || s_S)
+        + h(step) * sum_k [ce_weight * CE(z_Mk, y) + kd_weight * tau^2 * KL(a_A || s_Mk)]
 
 with ``a = softmax(z_A/tau)``, ``s = softmax(./tau)``; defaults ``tau = 3``,
-``ce_weight = 1``, ``kd_weight = 0.3``.  Default replaced stages: every stage but the
-last.  Meant for the rate-based trainer (``default_trainer = "rate"``).
+``ce_weight = 1``, ``kd_weight = 0.3``.  ``h = hybrid_scale`` (default ``1/K`` for ``K``
+replaced stages, so the hybrid terms together weigh as much as the SNN's own instead of
+``K`` times as much), ramped linearly from 0 over the first ``warmup_steps`` optimiser
+steps (default 0: no warm-up).  Default replaced stages: every stage but the last.  A
+stage is a name present in both nets or ``"student_stage:teacher_stage"``; the mapped map
+is resized to the teacher stage's size when they differ.  Meant for the rate-based
+trainer (``default_trainer = "rate"``).
 
 Per epoch it logs the validation accuracy of the SNN (``bw_acc_snn``) and of every
 ``M_k`` (``bw_acc_M_<k>``), and the mean cosine similarity between ``phi_k`` of the SNN
-rates and the teacher's stage-``k`` features (``bw_cos_<k>``): the seed's Figs. 2 and 3
+rates and the teacher's stage-``k`` features (``bw_cos_<k>``): the paper's Figs. 2 and 3
 (``snnkd plot-blockwise`` draws them).
 """
 
@@ -29,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnkd.errors import SnnkdError
-from snnkd.methods.adapters import as_float, connector, paired_stage
+from snnkd.methods.adapters import as_float, connector, match_spatial, paired_stage
 from snnkd.methods.base import Method, MethodOutput, freeze, register_method
 from snnkd.methods.losses import kd_kl
 
@@ -40,32 +46,66 @@ class BlockwiseKD(Method):
     default_trainer = "rate"
 
     def __init__(self, student, teacher, stages: list[str] | None = None, tau: float = 3.0,
-                 ce_weight: float = 1.0, kd_weight: float = 0.3) -> None:
+                 ce_weight: float = 1.0, kd_weight: float = 0.3, relu: bool = True,
+                 hybrid_scale: float | None = None, warmup_steps: int = 0) -> None:
         super().__init__(student, teacher)
         tau, ce_weight, kd_weight = (as_float(self.name, k, v) for k, v in
                                      (("tau", tau), ("ce_weight", ce_weight), ("kd_weight", kd_weight)))
         if not tau > 0 or ce_weight < 0 or kd_weight < 0:
             raise SnnkdError(f"blockwise KD needs tau > 0 and non-negative weights (got {tau}, {ce_weight}, {kd_weight})")
-        if student.stage_names != teacher.stage_names:
+        if stages is None and student.stage_names != teacher.stage_names:
             raise SnnkdError(f"method 'blockwise' replaces teacher stages by student stages, so both need the same "
-                             f"stage names; student has {student.stage_names}, teacher has {teacher.stage_names}")
+                             f"stage names (or explicit 'student_stage:teacher_stage' pairs); student has "
+                             f"{student.stage_names}, teacher has {teacher.stage_names}")
         if stages is None:
             stages = student.stage_names[:-1]
         if isinstance(stages, str):
             stages = [stages]
         if not isinstance(stages, list) or len(set(stages)) != len(stages):
             raise SnnkdError(f"method 'blockwise': stages must be a list of distinct stage names, got {stages!r}")
-        self.stages = stages
+        if not isinstance(relu, bool):
+            raise SnnkdError(f"method 'blockwise': relu must be true or false, got {relu!r}")
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise SnnkdError(f"method 'blockwise': warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        if hybrid_scale is None:
+            scale = 1.0 / max(len(stages), 1)
+        else:
+            scale = as_float(self.name, "hybrid_scale", hybrid_scale)
+        if not scale >= 0:
+            raise SnnkdError(f"method 'blockwise': hybrid_scale must be >= 0, got {hybrid_scale!r}")
         freeze(teacher)
+        self.stages: list[str] = []
+        self.t_stage: dict[str, str] = {}
         self.maps = nn.ModuleDict()
-        for st in stages:
-            s_info, t_info = paired_stage(student, teacher, st, self.name)
+        for spec in stages:
+            st, t_st, s_info, t_info = paired_stage(student, teacher, spec, self.name)
+            if st in self.maps:
+                raise SnnkdError(f"method 'blockwise': student stage {st!r} replaced twice")
+            self.stages.append(st)
+            self.t_stage[st] = t_st
             self.maps[st] = connector(s_info["channels"], t_info["channels"])
+            if relu:
+                self.maps[st].append(nn.ReLU())
         self.tau, self.ce_weight, self.kd_weight = float(tau), float(ce_weight), float(kd_weight)
+        self.hybrid_scale, self.warmup_steps = scale, warmup_steps
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))  # saved with the method: resumes exactly
+
+    def hybrid_weight(self) -> float:
+        """``h(step)``: ``hybrid_scale``, ramped linearly over the first ``warmup_steps`` steps."""
+        if self.warmup_steps == 0:
+            return self.hybrid_scale
+        return self.hybrid_scale * min(1.0, (int(self.steps) + 1) / (self.warmup_steps + 1))
+
+    def mapped(self, teacher, st: str, rate: torch.Tensor) -> torch.Tensor:
+        """``phi_k(rate_k)``, at the spatial size of the teacher stage it replaces."""
+        t_info = teacher.stage_info(self.t_stage[st])
+        side = getattr(teacher, "img_size", 0) // t_info["reduction"]
+        m = self.maps[st](rate)
+        return match_spatial(m, (side, side)) if side else m
 
     def hybrid_logits(self, teacher, rates: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``z_Mk = teacher_{k+1..L}(phi_k(rate_k))`` for every replaced stage."""
-        return {st: teacher.forward_from(st, self.maps[st](rates[st])) for st in self.stages}
+        return {st: teacher.forward_from(self.t_stage[st], self.mapped(teacher, st, rates[st])) for st in self.stages}
 
     def forward(self, student, teacher, x, y) -> MethodOutput:
         z_a = self.teacher_stages(teacher, x).logits
@@ -73,9 +113,12 @@ class BlockwiseKD(Method):
         z_s = s_out.logits
         terms = {"ce": self.ce_weight * F.cross_entropy(z_s, y),
                  "kd": self.kd_weight * kd_kl(z_s, z_a, self.tau)}
+        h = self.hybrid_weight()
         for st, z_m in self.hybrid_logits(teacher, s_out.rates).items():
-            terms[f"ce_M_{st}"] = self.ce_weight * F.cross_entropy(z_m, y)
-            terms[f"kd_M_{st}"] = self.kd_weight * kd_kl(z_m, z_a, self.tau)
+            terms[f"ce_M_{st}"] = h * self.ce_weight * F.cross_entropy(z_m, y)
+            terms[f"kd_M_{st}"] = h * self.kd_weight * kd_kl(z_m, z_a, self.tau)
+        if self.training and torch.is_grad_enabled():
+            self.steps += 1
         return MethodOutput(z_s, terms)
 
     @torch.no_grad()
@@ -93,9 +136,10 @@ class BlockwiseKD(Method):
             t_out = teacher.forward_stages(x)
             correct["snn"] += (s_out.logits.argmax(1) == y).sum().item()
             for st in self.stages:
-                m = self.maps[st](s_out.rates[st])
-                correct[st] += (teacher.forward_from(st, m).argmax(1) == y).sum().item()
-                cos[st] += F.cosine_similarity(m.flatten(1), t_out.features[st].flatten(1), dim=1).sum().item()
+                t_st = self.t_stage[st]
+                m = self.mapped(teacher, st, s_out.rates[st])
+                correct[st] += (teacher.forward_from(t_st, m).argmax(1) == y).sum().item()
+                cos[st] += F.cosine_similarity(m.flatten(1), t_out.features[t_st].flatten(1), dim=1).sum().item()
             total += len(y)
         self.train(was_training)
         n = max(total, 1)

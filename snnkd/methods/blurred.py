@@ -1,6 +1,8 @@
 """``blurred``: BKDSNN, blurred knowledge distillation (Xu et al., ECCV 2024).
 
-The student's time-averaged feature at a tapped stage (default: the last), aligned by
+The student's time-averaged feature at a tapped stage pair (``stage``: a name,
+``"student_stage:teacher_stage"``, default the last of each; the teacher map is resized to
+the student's when they differ), aligned by
 a 1x1 conv when its channel count differs from the teacher's, is multiplied by a
 random channel mask ``M`` (each channel of each sample kept with probability
 ``keep``), passed through a generator ``G = conv3x3 -> ReLU -> conv3x3`` and regressed
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnkd.errors import SnnkdError
-from snnkd.methods.adapters import as_float, paired_stage
+from snnkd.methods.adapters import as_float, match_spatial, paired_stage
 from snnkd.methods.base import Method, MethodOutput, freeze, register_method
 from snnkd.methods.losses import wsld
 
@@ -47,8 +49,7 @@ class BlurredKD(Method):
                                          (("alpha", alpha), ("keep", keep), ("tau", tau), ("wsld_weight", wsld_weight)))
         if not 0.0 < keep <= 1.0 or not tau > 0 or alpha < 0 or wsld_weight < 0:
             raise SnnkdError("blurred KD needs 0 < keep <= 1, tau > 0 and non-negative weights")
-        self.stage = stage or student.stage_names[-1]
-        s_info, t_info = paired_stage(student, teacher, self.stage, self.name)
+        self.stage, self.t_stage, s_info, t_info = paired_stage(student, teacher, stage, self.name)
         cs, ct = s_info["channels"], t_info["channels"]
         freeze(teacher)
         self.align = nn.Conv2d(cs, ct, 1, bias=False) if cs != ct else nn.Identity()
@@ -60,7 +61,7 @@ class BlurredKD(Method):
         t_out = self.teacher_stages(teacher, x)
         s_out = student.forward_stages(x)
         f_s = self.align(s_out.rates[self.stage])
-        f_a = t_out.features[self.stage]
+        f_a = match_spatial(t_out.features[self.t_stage], f_s.shape[-2:])
         if self.clip_teacher:
             f_a = f_a / f_a.max().clamp_min(1e-12) * f_s.detach().max()
         mask = channel_mask(f_s.shape[0], f_s.shape[1], self.keep, f_s)

@@ -1,7 +1,8 @@
 """``relation``: SuperSNN pairwise relational KD (seed 003) (our definition).
 
 For a tapped representation (default: the pooled feature before the classifier, i.e.
-the head's pooling of the last stage), flatten per sample and L2-normalise each row
+the head's pooling of the last stage; or a stage pair ``"student_stage:teacher_stage"``,
+whose maps may differ in size since only the B x B similarities are compared), flatten per sample and L2-normalise each row
 (unifying the value scales of ANN and SNN), then compare the B x B similarity matrices::
 
     G_A = f_A f_A^T,   G_S = f_S f_S^T,   L_rel = ||G_S - G_A||_F^2 / B^2
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from snnkd.errors import SnnkdError
-from snnkd.methods.adapters import as_float, model_name
+from snnkd.methods.adapters import as_float, paired_stage
 from snnkd.methods.base import Method, MethodOutput, freeze, register_method
 from snnkd.methods.losses import kd_kl
 from snnkd.models.base import StagedNet, StageOutput
@@ -48,20 +49,18 @@ class RelationKD(Method):
         beta, alpha, tau = (as_float(self.name, k, v) for k, v in (("beta", beta), ("alpha", alpha), ("tau", tau)))
         if not beta >= 0 or not alpha >= 0 or not tau > 0:
             raise SnnkdError(f"relation KD needs beta >= 0, alpha >= 0, tau > 0 (got {beta}, {alpha}, {tau})")
+        self.stage = self.t_stage = None
         if stage is not None:
-            for model, role in ((student, "student"), (teacher, "teacher")):
-                if stage not in model.stage_names:
-                    raise SnnkdError(f"method 'relation' taps stage {stage!r}, but the {role} "
-                                     f"({model_name(model)}) has no such stage; its stages are {model.stage_names}")
+            self.stage, self.t_stage, _, _ = paired_stage(student, teacher, stage, self.name)
         freeze(teacher)
-        self.stage, self.beta, self.alpha, self.tau = stage, float(beta), float(alpha), float(tau)
+        self.beta, self.alpha, self.tau = float(beta), float(alpha), float(tau)
 
     def forward(self, student, teacher, x, y) -> MethodOutput:
         t_out = self.teacher_stages(teacher, x)
         s_out = student.forward_stages(x)
         terms = {"ce": F.cross_entropy(s_out.logits, y),
                  "rel": self.beta * relation_loss(tapped(student, s_out, self.stage),
-                                                  tapped(teacher, t_out, self.stage))}
+                                                  tapped(teacher, t_out, self.t_stage))}
         if self.alpha > 0:
             terms["kd"] = self.alpha * kd_kl(s_out.logits, t_out.logits, self.tau)
         return MethodOutput(s_out.logits, terms)

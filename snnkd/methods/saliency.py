@@ -1,6 +1,7 @@
 """``saliency``: CKDSNN = SAMD + NLD (Liu et al., 2025; seed 002).
 
-SAMD on a tapped late stage (default: the last one):
+SAMD on a tapped stage pair (``stage``: a name or ``"student_stage:teacher_stage"``;
+default the last of each; the teacher stage must be the one feeding its classifier):
 
 * student map ``A_S[b,h,w] = sum_t sum_c s[t,b,c,h,w]`` (computed as ``T * sum_c rate``; the
   rate trainer runs the student with ``T = 1``, so there it is ``sum_c rate``, which the
@@ -9,7 +10,9 @@ SAMD on a tapped late stage (default: the last one):
   teacher's classifier weights ``W`` and predicted class ``yhat_b`` (needs a GAP + linear
   head fed by that stage, so the tapped stage is the teacher's last; bilinearly resized
   to the student's size if they differ);
-* each map min-max normalised over the whole batch: ``(A - min A) / (max A + 1e-3)``;
+* each map min-max normalised over the whole batch: ``(A - min A) / (max(A - min A) + 1e-3)``
+  (shift first, then divide by the shifted maximum, as the reference code's CAM
+  normalisation does; dividing by ``max A`` instead shrinks the map whenever ``min A > 0``);
 * ``P = softmax_{h,w}(A / samd_tau)``; ``L_SAMD = KL(P_T || P_S)`` (batchmean).
 
 NLD: per sample ``mu, sigma`` = mean and (unbiased) std of ``z_S`` over classes,
@@ -30,14 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from snnkd.errors import SnnkdError
-from snnkd.methods.adapters import as_float, model_name
+from snnkd.methods.adapters import as_float, model_name, paired_stage
 from snnkd.methods.base import Method, MethodOutput, freeze, register_method
 from snnkd.methods.losses import kl_probs
 
 
 def minmax_batch(a: torch.Tensor) -> torch.Tensor:
-    """``(A - min A) / (max A + 1e-3)`` over the whole batch (CKDSNN's normalisation)."""
-    return (a - a.min()) / (a.max() + 1e-3)
+    """``(A - min A) / (max(A - min A) + 1e-3)`` over the whole batch (CKDSNN's normalisation)."""
+    shifted = a - a.min()
+    return shifted / (shifted.max() + 1e-3)
 
 
 def samd_loss(a_s: torch.Tensor, a_t: torch.Tensor, tau: float) -> torch.Tensor:
@@ -77,15 +81,13 @@ class SaliencyKD(Method):
                                                  ("tau", tau), ("nld_weight", nld_weight)))
         if not 0.0 <= noise <= 1.0 or not tau > 0 or not samd_tau > 0 or samd_weight < 0 or nld_weight < 0:
             raise SnnkdError("saliency KD needs 0 <= noise <= 1, tau > 0, samd_tau > 0 and non-negative weights")
-        self.stage = stage or student.stage_names[-1]
-        self.require_stage(student, self.stage, "student")
-        t_info = self.require_stage(teacher, self.stage, "teacher")
+        self.stage, self.t_stage, _, t_info = paired_stage(student, teacher, stage, self.name)
         head = teacher.head
         if getattr(head, "kind", None) != "gap" or not isinstance(head.pre, nn.Identity) \
-                or head.fc.in_features != t_info["channels"] or self.stage != teacher.stage_names[-1]:
+                or head.fc.in_features != t_info["channels"] or self.t_stage != teacher.stage_names[-1]:
             raise SnnkdError(f"method 'saliency' builds a class activation map from the teacher's classifier, so the "
                              f"teacher ({model_name(teacher)}) needs a global-average-pool + single linear head fed "
-                             f"by stage {self.stage!r} ({t_info['channels']} channels)")
+                             f"by stage {self.t_stage!r} ({t_info['channels']} channels)")
         freeze(teacher)
         self.samd_weight, self.samd_tau = float(samd_weight), float(samd_tau)
         self.noise, self.tau, self.nld_weight = float(noise), float(tau), float(nld_weight)
@@ -95,7 +97,7 @@ class SaliencyKD(Method):
         s_out = student.forward_stages(x)
         a_s = student.T * s_out.rates[self.stage].sum(1)
         with torch.no_grad():
-            a_t = class_activation_map(teacher, t_out.features[self.stage], t_out.logits)
+            a_t = class_activation_map(teacher, t_out.features[self.t_stage], t_out.logits)
             if a_t.shape[-2:] != a_s.shape[-2:]:
                 a_t = F.interpolate(a_t[:, None], size=a_s.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         z_s = s_out.logits
