@@ -79,6 +79,8 @@ def check_writable(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.is_dir():
         raise SnnkdError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.is_file():
+        raise SnnkdError(f"cannot write {path}: it exists and is not a regular file")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -90,25 +92,54 @@ def check_writable(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` (an old
-    directory there is removed), on failure it is deleted, so ``path`` is never half-built."""
-    import shutil
-
+    """Yield a temporary directory beside ``path``; on success it replaces ``path``, on
+    failure it is deleted, so ``path`` is never half-built.  Only an empty directory or an
+    earlier one written here (holding the :data:`EXPORT_STAMP` file, which this writes into
+    every directory it builds) is replaced: anything else at ``path`` is refused, before the
+    work and again before the swap.  The directory gets the usual mode (not mkdtemp's 0700)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _refuse_unreplaceable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise SnnkdError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         yield tmp
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        try:
+            (tmp / EXPORT_STAMP).write_text("written by snnkd; the directory is replaced on re-export\n")
+            os.chmod(tmp, 0o777 & ~_UMASK)
+        except OSError as e:
+            raise SnnkdError(f"cannot write {path}: {e.strerror or e}") from None
+        _refuse_unreplaceable(path)
+        _swap_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap_dir(tmp: Path, path: Path) -> None:
+    """Put directory ``tmp`` at ``path``; an old directory there is removed only once the new one is in place."""
+    try:
+        if not os.path.lexists(path):
+            os.replace(tmp, path)
+            return
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        os.replace(path, old / path.name)
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            os.replace(old / path.name, path)  # put the previous export back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise SnnkdError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _refuse_unreplaceable(path: Path) -> None:
+    if not is_replaceable_dir(path):
+        raise SnnkdError(f"{path} exists and is not an empty directory or an earlier snnkd export "
+                         f"(no {EXPORT_STAMP} stamp in it): refusing to replace it")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -233,3 +264,40 @@ def read_yaml(path: str | os.PathLike) -> Any:
         raise SnnkdError(f"{path} is not valid YAML: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
         raise SnnkdError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+
+# --- output locations (paths.check_paths builds on these) -----------------------------------------------------
+
+EXPORT_STAMP = ".snnkd-export"  # in every directory atomic_dir builds: such a directory may be replaced
+_LEGACY_EXPORT_FILES = {"model.nir", "network.json", "network.npz", "network.net"}  # a lava export before stamps
+
+
+def is_replaceable_dir(path: str | os.PathLike) -> bool:
+    """Whether a directory built by :func:`atomic_dir` may replace ``path``: nothing is
+    there, an empty directory, one holding the :data:`EXPORT_STAMP` file, or a Lava export
+    written before stamps existed (only its own files, ``network.json`` among them)."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return True
+    if path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        names = {p.name for p in path.iterdir()}
+    except OSError:
+        return False
+    return not names or (path / EXPORT_STAMP).is_file() or ("network.json" in names and names <= _LEGACY_EXPORT_FILES)
+
+
+def check_dir_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output directory that cannot be written: an existing
+    non-directory, or a directory (or the nearest existing one above it) without write
+    permission.  Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SnnkdError(f"cannot write {path}: {path} is not a directory")
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SnnkdError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SnnkdError(f"cannot write {path}: no write permission in {parent}")

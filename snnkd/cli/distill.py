@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snnkd.cli.common import (add_config_option, add_data_options, add_fit_options, add_neuron_options,
                               neuron_from_args, parse_params)
-from snnkd.cli.training import load_data, train_and_save
+from snnkd.cli.training import check_training_paths, load_data, train_and_save
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method, freeze, get_method, list_methods
 from snnkd.models import list_models
@@ -39,6 +39,7 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     if not a.student or not a.out:
         raise SnnkdError("distill needs --student and --out")
+    check_training_paths(a)  # every output location, before the teacher or any data is loaded
     cls = get_method(a.method)
     trainer = a.trainer or getattr(cls, "default_trainer", "bptt")
     get_trainer(trainer)

@@ -10,6 +10,7 @@ from pathlib import Path
 from snnkd import io
 from snnkd.cli.common import positive_int, resolved
 from snnkd.errors import SnnkdError
+from snnkd.paths import check_paths
 from snnkd.runtime import load_model
 
 
@@ -35,6 +36,9 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     if not a.model or not a.out:
         raise SnnkdError("energy needs --model and --out")
+    table = a.table or a.out.with_suffix(".md")
+    check_paths(inputs={"--model": a.model, "--nir": a.nir, "--teacher": a.teacher, "--config": a.config},
+                trees={"--data-root": a.data_root}, outputs={"--out": a.out, "--table": table})  # item 10
     import torch
 
     from export.energy import compare_with_torch, energies, energy_targets, graph_counts, markdown_table
@@ -62,7 +66,6 @@ def run(a: argparse.Namespace) -> int:
               "teacher": str(a.teacher) if a.teacher else None, "teacher_macs": teacher_macs,
               "counts": counts, "torch_check": compare_with_torch(model, x, counts, a.seed),
               "energy_pj": energies(counts, energy_targets(), teacher_macs), "options": resolved(a)}
-    table = a.table or a.out.with_suffix(".md")
     io.write_json(a.out, result)
     io.write_text(table, markdown_table(result))
     e = result["energy_pj"]

@@ -16,6 +16,7 @@ from snnkd.data import build_datasets
 from snnkd.errors import SnnkdError
 from snnkd.noise import parse_variant as parse_noise
 from snnkd.ops import count_ops, energy_pj
+from snnkd.paths import check_paths
 from snnkd.runtime import load_model
 from snnkd.train.loop import evaluate_loader, pick_device
 
@@ -82,7 +83,8 @@ def run(a: argparse.Namespace) -> int:
         raise SnnkdError("evaluate needs --model and --out")
     for spec in a.noise or []:
         parse_noise(spec)  # a bad --noise fails before any work
-    io.check_writable(a.out)
+    check_paths(inputs={"--model": a.model, "--energy-table": a.energy_table, "--config": a.config},
+                trees={"--data-root": a.data_root}, outputs={"--out": a.out})  # issue 16 item 2
     model, meta = load_model(a.model)
     table = energy_table(a.energy_table)
     torch.manual_seed(a.seed)

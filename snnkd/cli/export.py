@@ -13,6 +13,7 @@ from pathlib import Path
 from snnkd import io
 from snnkd.cli.common import positive_float, positive_int, resolved
 from snnkd.errors import SnnkdError
+from snnkd.paths import check_paths
 from snnkd.runtime import load_model
 
 TARGETS = ("nir", "onnx", "lava")
@@ -51,8 +52,12 @@ def add_parser(sub) -> None:
 def run(a: argparse.Namespace) -> int:
     if not a.model or not a.to or not a.out:
         raise SnnkdError("export needs --model, --to and --out")
-    model, meta = load_model(a.model)
     report_path = a.report or Path(str(a.out) + ".json")
+    lava = a.to == "lava"  # OUT is a directory that replaces what is there: only an earlier export
+    check_paths(inputs={"--model": a.model, "--nir": a.nir, "--netx": a.netx, "--config": a.config},
+                trees={"--data-root": a.data_root}, fresh_dirs={"--out": a.out} if lava else None,
+                outputs={"--out": None if lava else a.out, "--report": report_path})  # items 1, 2, 10
+    model, meta = load_model(a.model)
     if a.to == "nir":
         from export.nir_pipeline import export_nir, load_test_inputs
         x, y = load_test_inputs(meta, a.data_root, a.limit_test, a.download)

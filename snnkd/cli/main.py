@@ -2,14 +2,20 @@
 
 Each subcommand lives in its own module under ``snnkd.cli`` exposing
 ``add_parser(subparsers)``; adding a step means adding a module name to ``SUBCOMMANDS``.
-Errors in user input end as one line ``snnkd: error: ...`` and exit status 2.
+Errors in user input end as one line ``snnkd: error: ...`` and exit status 2; any other
+exception escaping a command ends as one such line too (exit 1), with the traceback only
+under ``snnkd --debug`` (or ``SNNKD_DEBUG=1``).  Control characters in a message (a newline
+in a path) are escaped, so the error is always exactly one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
+import traceback
 from typing import NoReturn
 
 from snnkd import __version__
@@ -30,6 +36,8 @@ class OneLineErrorParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineErrorParser(prog="snnkd", description="ANN-to-SNN knowledge distillation pipeline")
     p.add_argument("--version", action="version", version=f"snnkd {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help="print the traceback of an error (before the command; also SNNKD_DEBUG=1)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -66,17 +74,49 @@ def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -
     return args
 
 
+def one_line(message: str) -> str:
+    """``message`` with every control or separator character escaped (``\\n``, ``\\x1b``), so
+    it prints as exactly one line whatever the paths in it hold."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in message)
+
+
+def describe(e: BaseException) -> tuple[str, int]:
+    """The error line's text for an exception that escaped a command, and the exit status."""
+    if isinstance(e, SnnkdError):
+        return str(e), 2
+    if isinstance(e, RecursionError):
+        return "input nested too deeply to process (RecursionError)", 2
+    if isinstance(e, MemoryError):
+        return "out of memory (MemoryError): the input or the job is too large for this machine", 1
+    if isinstance(e, OSError):
+        where = " ".join(repr(os.fsdecode(f)) for f in (e.filename, e.filename2) if f is not None)
+        if e.errno == errno.ENOSPC:
+            return f"no space left on device{' writing ' + where if where else ''}", 1
+        what = e.strerror or str(e) or type(e).__name__
+        return f"{where + ': ' if where else ''}{what} ({type(e).__name__})", 1
+    text = str(e).strip().splitlines()
+    detail = f": {text[0]}" if text else ""
+    return f"internal error {type(e).__name__}{detail} (run 'snnkd --debug ...' for the traceback)", 1
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("SNNKD_DEBUG", "") not in ("", "0")
+    while argv and argv[0] == "--debug":  # a global flag: before the command
+        debug = True
+        argv.pop(0)
     try:
         args = parse_args(argv)
         return int(args.func(args) or 0)
-    except SnnkdError as e:
-        print(f"snnkd: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("snnkd: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # every error ends as one line; SystemExit (--help, --version) passes
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        message, status = describe(e)
+        print(f"snnkd: error: {one_line(message)}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

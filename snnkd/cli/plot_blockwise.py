@@ -14,6 +14,7 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.paths import check_paths
 
 
 def add_parser(sub) -> None:
@@ -77,6 +78,8 @@ def plot_blockwise(metrics: Path, out: Path) -> list[Path]:
 
 
 def run(a: argparse.Namespace) -> int:
+    check_paths(inputs={"--metrics": a.metrics}, out_dirs={"--out": a.out},
+                outputs={"figure 2": a.out / "fig2_cosine.png", "figure 3": a.out / "fig3_val_acc.png"})
     for p in plot_blockwise(a.metrics, a.out):
         print(p)
     return 0

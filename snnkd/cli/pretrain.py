@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from snnkd.cli.common import add_config_option, add_data_options, add_fit_options
-from snnkd.cli.training import load_data, train_and_save
+from snnkd.cli.training import check_training_paths, load_data, train_and_save
 from snnkd.methods import build_method
 from snnkd.models import list_models
 from snnkd.runtime import build, model_meta
@@ -29,6 +29,7 @@ def run(a: argparse.Namespace) -> int:
     from snnkd.errors import SnnkdError
     if not a.model or not a.out:
         raise SnnkdError("pretrain needs --model and --out")
+    check_training_paths(a)  # every output location, before any data is loaded
     data = load_data(a)
     info = data[0]
     seed_everything(a.seed)

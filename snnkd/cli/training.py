@@ -20,6 +20,7 @@ from snnkd.data import build_datasets, dataset_info
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
+from snnkd.paths import check_paths
 from snnkd.runtime import model_meta, save_model
 from snnkd.train import distributed
 from snnkd.train.loop import FitConfig, evaluate_loader, fit
@@ -48,6 +49,17 @@ def run_identity(a: argparse.Namespace, meta: dict) -> dict:
     if teacher:
         ident["teacher_sha256"] = hashlib.sha256(Path(teacher).read_bytes()).hexdigest()
     return json.loads(json.dumps(ident, default=str))
+
+
+def check_training_paths(a: argparse.Namespace) -> None:
+    """Every path of a ``pretrain``/``distill`` run checked before any work (issue 16 items 2, 10):
+    no output may be, hold or lie in an input (``--teacher``, ``--config``) or ``--data-root``,
+    ``--state`` may not be one of the output files, and every location must be writable."""
+    out = Path(a.out)
+    check_paths(inputs={"--teacher": getattr(a, "teacher", None), "--config": getattr(a, "config", None)},
+                trees={"--data-root": a.data_root}, out_dirs={"--out": out},
+                outputs={"--out model": out / "model.pt", "metrics file": out / "metrics.jsonl",
+                         "config record": out / "config.yaml", "--state": a.state or out / "train_state.pt"})
 
 
 def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet | None, method: Method,
