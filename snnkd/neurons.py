@@ -331,6 +331,18 @@ def rate_fn(c: torch.Tensor, r: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
 NeuronMode = Literal["spike", "record", "rate"]
 
 
+def fp32_current(x: torch.Tensor) -> torch.Tensor:
+    """A bf16/fp16 input current as fp32 (other dtypes unchanged).
+
+    Under mixed precision (``--precision bf16|fp16``) only convolutions and linear layers
+    compute in the low precision; the neuron keeps its membrane and eligibility in fp32
+    so that a spike is decided on an fp32 potential: in bf16 (8-bit mantissa) the
+    threshold itself and every potential near it would be rounded to steps of 2^-7, and
+    a small current added to a large membrane over ``T`` steps would be lost.  The spikes
+    are 0/1, exact in every precision."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
 class SpikingNeuron(nn.Module):
     """Stateful multi-step IF/LIF neuron.
 
@@ -341,6 +353,9 @@ class SpikingNeuron(nn.Module):
     ``mode`` is ``"spike"`` (the above), ``"record"`` (the same spikes, computed without a
     graph, keeping ``rate_r`` and ``rate_e``; see :func:`record_steps`) or ``"rate"``
     (input ``[B, ...]``, output :func:`rate_fn` of the recorded ``rate_r``/``rate_e``).
+
+    A bf16/fp16 input is cast to fp32 first (:func:`fp32_current`): the state and the
+    spikes are fp32 whatever the precision of the layers around the neuron.
     """
 
     def __init__(self, cfg: NeuronConfig | None = None, T: int = 1, **kwargs) -> None:
@@ -356,6 +371,7 @@ class SpikingNeuron(nn.Module):
         self.v = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = fp32_current(x)
         if self.mode == "rate":
             return self._forward_rate(x)
         T = self.T

@@ -18,6 +18,7 @@ import yaml
 from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.neurons import SURROGATES, NeuronConfig
+from snnkd.train.trainers import PRECISIONS
 
 
 def positive_int(s: str) -> int:
@@ -103,9 +104,17 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for weights, data order and noise")
     g.add_argument("--device", type=device_name, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     g.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
+    add_precision_option(g)
     g.add_argument("--state", type=Path, default=None,
                    help="resumable training state (default: OUT/train_state.pt); removed after success")
     g.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+
+
+def add_precision_option(g) -> None:
+    """``--precision``: the arithmetic of convolutions and linear layers (neurons and loss stay fp32)."""
+    g.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
+                   help="fp32, bf16 (CPU and CUDA) or fp16 (CUDA, with loss scaling): convolutions and "
+                        "linear layers compute in it; neuron state and the loss stay fp32")
 
 
 def add_neuron_options(p: argparse.ArgumentParser) -> None:

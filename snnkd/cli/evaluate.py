@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from snnkd import io
-from snnkd.cli.common import device_name, positive_int, resolved
+from snnkd.cli.common import add_precision_option, device_name, positive_int, resolved
 from snnkd.data import build_datasets
 from snnkd.errors import SnnkdError
 from snnkd.noise import parse_variant as parse_noise
@@ -19,6 +19,7 @@ from snnkd.ops import count_ops, energy_pj
 from snnkd.paths import check_paths
 from snnkd.runtime import load_model
 from snnkd.train.loop import evaluate_loader, pick_device
+from snnkd.train.trainers import check_precision
 
 
 def add_parser(sub) -> None:
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--energy-table", type=Path, default=None,
                    help="YAML of per-target energies (default: the packaged table, 45 nm CMOS)")
     p.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda")
+    add_precision_option(p)
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
     p.add_argument("--noise", action="append", default=None, metavar="VARIANT",
                    help="also evaluate on a corrupted test set (repeatable): gaussian:SIGMA, background, "
@@ -72,7 +74,7 @@ def noise_accuracy(model, dataset: str, a: argparse.Namespace, device: torch.dev
     for spec in a.noise:
         torch.manual_seed(a.seed)
         ds = CorruptedDataset(clean, variant_transform(spec), v2.Normalize(info.mean, info.std))
-        res = evaluate_loader(model, DataLoader(ds, batch_size=a.batch_size, shuffle=False), device)
+        res = evaluate_loader(model, DataLoader(ds, batch_size=a.batch_size, shuffle=False), device, a.precision)
         out[spec] = {"accuracy": res["acc"], "loss": res["loss"]}
         print(f"  noise {spec}: accuracy {res['acc']:.2f}%")
     return out
@@ -83,6 +85,7 @@ def run(a: argparse.Namespace) -> int:
         raise SnnkdError("evaluate needs --model and --out")
     for spec in a.noise or []:
         parse_noise(spec)  # a bad --noise fails before any work
+    check_precision(a.precision, pick_device(a.device))  # fp16 off CUDA fails before any work
     check_paths(inputs={"--model": a.model, "--energy-table": a.energy_table, "--config": a.config},
                 trees={"--data-root": a.data_root}, outputs={"--out": a.out})  # issue 16 item 2
     model, meta = load_model(a.model)
@@ -92,7 +95,7 @@ def run(a: argparse.Namespace) -> int:
     device = pick_device(a.device)
     model.to(device)
     loader = DataLoader(test, batch_size=a.batch_size, shuffle=False)
-    acc = evaluate_loader(model, loader, device)
+    acc = evaluate_loader(model, loader, device, a.precision)
     ops = count_ops(model, itertools.islice(loader, a.ops_batches), device)
     result = {
         "model": str(a.model), "arch": meta["arch"], "kind": meta["kind"], "dataset": meta["dataset"],

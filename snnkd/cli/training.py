@@ -24,6 +24,7 @@ from snnkd.paths import check_paths
 from snnkd.runtime import model_meta, save_model
 from snnkd.train import distributed
 from snnkd.train.loop import FitConfig, evaluate_loader, fit
+from snnkd.train.trainers import check_precision
 
 
 def load_data(a: argparse.Namespace):
@@ -38,7 +39,7 @@ def load_data(a: argparse.Namespace):
 def fit_config(a: argparse.Namespace, trainer: str = "bptt") -> FitConfig:
     return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                      momentum=a.momentum, weight_decay=a.weight_decay, seed=a.seed, trainer=trainer,
-                     num_workers=a.num_workers, progress=not a.no_progress)
+                     precision=a.precision, num_workers=a.num_workers, progress=not a.no_progress)
 
 
 def run_identity(a: argparse.Namespace, meta: dict) -> dict:
@@ -71,13 +72,14 @@ def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet
         io.check_writable(target)  # before hours of training, not after
         io.remove_stale_temps(target)  # left by a run that was killed while writing
     device = distributed.setup(a.device)  # joins the torchrun job if launched by torchrun
+    check_precision(a.precision, device)
     cfg = fit_config(a, trainer)
     cfg.identity = run_identity(a, meta)
     history = fit(student, teacher, method, train, val, cfg, state, out / "metrics.jsonl", device)
     if not distributed.current().is_main:  # only rank 0 evaluates and writes the outputs
         distributed.teardown()
         return {}
-    test_metrics = evaluate_loader(student, torch.utils.data.DataLoader(test, batch_size=256), device)
+    test_metrics = evaluate_loader(student, torch.utils.data.DataLoader(test, batch_size=256), device, a.precision)
     student.cpu()
     save_model(out / "model.pt", student, meta, {"test_acc": test_metrics["acc"], "epochs": len(history)})
     io.write_yaml(out / "config.yaml", resolved(a))

@@ -279,6 +279,7 @@ def wrap_step(student: nn.Module, teacher: nn.Module | None, method: nn.Module, 
     step does more than one forward) run unchanged and their gradients are averaged with
     ``all_reduce`` afterwards: the same update DDP makes."""
     from snnkd.methods.base import MethodOutput
+    from snnkd.train.trainers import current_precision
 
     changed = convert_batchnorm(student) + convert_batchnorm(method)
     undo = lambda: restore_batchnorm(changed)  # noqa: E731
@@ -288,9 +289,11 @@ def wrap_step(student: nn.Module, teacher: nn.Module | None, method: nn.Module, 
                                       find_unused_parameters=True, broadcast_buffers=False)
 
         def ddp_step(_s: Any, _t: Any, _m: Any, x: torch.Tensor, y: torch.Tensor) -> MethodOutput:
-            logits, terms = ddp(x, y)
+            prec = current_precision()  # the run's --precision, as in bptt_step
+            with prec.forward():
+                logits, terms = ddp(x, y)
             out = MethodOutput(logits, terms)
-            out.loss.backward()
+            prec.backward(out.loss)
             return out
         return ddp_step, undo
     params = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]

@@ -32,7 +32,7 @@ from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
 from snnkd.train import distributed
-from snnkd.train.trainers import get_trainer
+from snnkd.train.trainers import Precision, get_trainer, use_precision
 
 STATE_FORMAT = "snnkd-train-state/1"
 
@@ -47,6 +47,7 @@ class FitConfig:
     weight_decay: float = 5e-4
     seed: int = 0
     trainer: str = "bptt"
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA): see snnkd.train.trainers.Precision
     num_workers: int = 0
     progress: bool = True
     # What is trained (model metadata, data options, teacher file hash): a training state
@@ -106,14 +107,18 @@ def epoch_loader(ds: Dataset, cfg: FitConfig, epoch: int) -> DataLoader:
 
 
 @torch.no_grad()
-def evaluate_loader(model: StagedNet, loader: DataLoader, device: torch.device) -> dict[str, float]:
-    """Top-1 accuracy (%) and mean CE of ``model`` over ``loader``."""
+def evaluate_loader(model: StagedNet, loader: DataLoader, device: torch.device,
+                    precision: str = "fp32") -> dict[str, float]:
+    """Top-1 accuracy (%) and mean CE of ``model`` over ``loader``: all ``T`` steps of a
+    batch in one forward (time folded into the batch), in ``precision`` (CE in fp32)."""
+    prec = Precision(precision, device)
     was_training = model.training
     model.eval()
     correct, total, loss = 0, 0, 0.0
     for x, y in loader:
         x, y = x.to(device), y.to(device)
-        z = model(x)
+        with prec.forward():
+            z = model(x)
         loss += F.cross_entropy(z, y, reduction="sum").item()
         correct += (z.argmax(1) == y).sum().item()
         total += len(y)
@@ -132,12 +137,13 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         teacher.to(device)
     params = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
     opt = make_optimizer(params, cfg)
+    prec = Precision(cfg.precision, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     history: list[dict] = []
     start = 0
     seed_everything(cfg.seed)
     if state_path.is_file():
-        start, history = _resume(state_path, student, method, opt, sched, cfg)
+        start, history = _resume(state_path, student, method, opt, sched, cfg, prec)
         print(f"resuming from {state_path} after epoch {start}", file=sys.stderr)
         # A kill between writing the state and the metrics leaves metrics one epoch behind.
         io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
@@ -160,8 +166,9 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         for x, y in bar:
             x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
-            out = step(student, teacher, method, x, y)
-            opt.step()
+            with use_precision(prec):
+                out = step(student, teacher, method, x, y)
+            prec.step(opt)
             n = len(y)
             for k, v in out.terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * n
@@ -172,7 +179,7 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         sums = distributed.all_sum({**sums, "\0correct": correct, "\0total": total}, device)
         correct, total = sums.pop("\0correct"), sums.pop("\0total")
         sched.step()
-        val = evaluate_loader(student, val_loader, device) if len(val_ds) else {"acc": float("nan"), "loss": float("nan")}
+        val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": float("nan"), "loss": float("nan")}
         rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         rec.update({f"train_{k}": v / max(total, 1) for k, v in sums.items()})
         rec["train_acc"] = 100.0 * correct / max(total, 1)
@@ -185,7 +192,7 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         history.append(rec)
         if not ddp.is_main:
             continue
-        _save_state(state_path, epoch + 1, student, method, opt, sched, history, cfg)
+        _save_state(state_path, epoch + 1, student, method, opt, sched, history, cfg, prec)
         io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
         print(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train {rec['train_acc']:.2f}% "
               f"val {rec['val_acc']:.2f}% ({rec['time_s']:.1f}s)", file=sys.stderr, flush=True)
@@ -194,11 +201,13 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
     return history
 
 
-def _save_state(path: Path, epoch: int, student, method, opt, sched, history, cfg: FitConfig) -> None:
+def _save_state(path: Path, epoch: int, student, method, opt, sched, history, cfg: FitConfig,
+                prec: Precision | None = None) -> None:
     io.save_torch(path, {"format": STATE_FORMAT, "epoch": epoch, "student": student.state_dict(),
                          "method": method.state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "rng": rng_state(), "history": history,
-                         "fit": asdict(cfg), "threads": torch.get_num_threads()})
+                         "fit": asdict(cfg), "threads": torch.get_num_threads(),
+                         "grad_scaler": prec.state_dict() if prec is not None else {}})
 
 
 def _differences(saved: dict, now: dict) -> list[str]:
@@ -213,12 +222,14 @@ def _differences(saved: dict, now: dict) -> list[str]:
     return out
 
 
-def _resume(path: Path, student, method, opt, sched, cfg: FitConfig) -> tuple[int, list[dict]]:
+def _resume(path: Path, student, method, opt, sched, cfg: FitConfig,
+            prec: Precision | None = None) -> tuple[int, list[dict]]:
     state = io.load_torch(path, "training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise SnnkdError(f"{path} is not an snnkd training state; delete it to start over")
     # epochs count: the cosine schedule's length is part of the saved scheduler state
     saved = {k: v for k, v in state["fit"].items() if k not in ("progress", "num_workers")}
+    saved.setdefault("precision", "fp32")  # states written before --precision existed
     now = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "num_workers")}
     if saved != now:
         diff = _differences(saved, now)
@@ -232,6 +243,8 @@ def _resume(path: Path, student, method, opt, sched, cfg: FitConfig) -> tuple[in
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
+    if prec is not None:
+        prec.load_state_dict(state.get("grad_scaler") or {})
     threads = state.get("threads")
     if threads is not None and threads != torch.get_num_threads():
         # CPU kernels split reductions by thread, so the last bits of the weights may differ

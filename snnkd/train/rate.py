@@ -45,7 +45,7 @@ from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method, MethodOutput
 from snnkd.models.base import StagedNet
 from snnkd.neurons import SpikingNeuron
-from snnkd.train.trainers import bptt_step, register_trainer
+from snnkd.train.trainers import bptt_step, current_precision, register_trainer
 
 _BN = nn.modules.batchnorm._BatchNorm
 
@@ -196,12 +196,13 @@ def rate_step(student: StagedNet, teacher: StagedNet | None, method: Method, x: 
     if not student.is_spiking:
         return bptt_step(student, teacher, method, x, y)
     ctx = RateContext(student)
+    prec = current_precision()  # both passes in the run's precision; rates and eligibilities fp32
     try:
-        with torch.no_grad(), ctx.record():
+        with torch.no_grad(), ctx.record(), prec.forward():
             student(x)
-        with ctx.rate():
+        with ctx.rate(), prec.forward():
             out = method(student, teacher, x, y)
-        out.loss.backward()
+        prec.backward(out.loss)
     finally:
         ctx.clear()
     return out
