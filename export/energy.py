@@ -23,11 +23,8 @@ runs as ``K`` (non-spiking) neurons.  Energy per sample:
 
 from __future__ import annotations
 
-from importlib import resources
-
 import nir
 import torch
-import yaml
 from torch import nn
 
 from export import nir_check as nc
@@ -39,7 +36,9 @@ EVENT_DRIVEN = ("loihi",)
 
 def energy_targets() -> dict:
     """The packaged per-target energies (``snnkd/resources/energy.yaml``)."""
-    return yaml.safe_load(resources.files("snnkd.resources").joinpath("energy.yaml").read_text())
+    from snnkd.validate import load_energy_table
+
+    return load_energy_table()
 
 
 def input_kind(graph: nir.NIRGraph, name: str) -> tuple[str, float]:

@@ -224,8 +224,11 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
     path = Path(path)
     if not path.is_file():
         raise SnnkdError(f"{what} not found: {path}")
+    from snnkd import safeload
+
+    safeload.check_torch_zip(path, what)  # bounded before anything is allocated
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise SnnkdError(f"{path} is not a readable {what} (truncated or not a torch file): {msg}") from None
@@ -236,7 +239,10 @@ def load_torch(path: str | os.PathLike, what: str = "checkpoint") -> Any:
         if type(e).__name__ == "UnpicklingError":
             raise SnnkdError(f"{path} refused: it holds objects other than tensors and plain data "
                              f"(weights-only loading will not run code from a file)") from None
-        raise
+        raise SnnkdError(f"{path} is not a readable {what}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    safeload.check_loaded(obj, path, what)
+    return obj
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: dict, meta: dict) -> None:
@@ -251,19 +257,17 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
         raise SnnkdError(f"{path} is not an snnkd model checkpoint (missing format tag {CHECKPOINT_FORMAT!r})")
     if not isinstance(obj.get("meta"), dict) or not isinstance(obj.get("state_dict"), dict):
         raise SnnkdError(f"{path} is an snnkd checkpoint without meta or weights")
-    return obj["state_dict"], obj["meta"]
+    from snnkd.validate import check_state_dict
+
+    return check_state_dict(obj["state_dict"], str(path)), obj["meta"]
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise SnnkdError(f"config file not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise SnnkdError(f"{path} is not valid YAML: not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        raise SnnkdError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    """A YAML file without aliases and with bounded size and nesting (:mod:`snnkd.safeload`)."""
+    from snnkd import safeload
+
+    return safeload.read_yaml_file(path)
+
 
 # --- output locations (paths.check_paths builds on these) -----------------------------------------------------
 

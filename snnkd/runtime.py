@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snnkd import io
+from snnkd import io, validate
 from snnkd.data import dataset_info
 from snnkd.encoding import make_encoder
 from snnkd.errors import SnnkdError
@@ -40,21 +40,25 @@ def save_model(path: str | Path, model: StagedNet, meta: dict, extra: dict | Non
 def load_model(path: str | Path) -> tuple[StagedNet, dict]:
     """Rebuild a model from its file; one clear error for foreign or mismatched files."""
     state, meta = io.load_checkpoint(path)
-    missing = [k for k in META_KEYS if k not in meta]
-    if missing:
-        raise SnnkdError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
-    if meta["kind"] not in ("ann", "snn") or (meta["kind"] == "snn") != bool(meta["neuron"]):
-        raise SnnkdError(f"{path}: invalid checkpoint metadata: kind {meta['kind']!r} with neuron {meta['neuron']!r}")
+    validate.check_meta(meta, str(path))  # before the model is built: no 2**34-class layer
     try:
         neuron = NeuronConfig(**meta["neuron"]) if meta["neuron"] else None
-        model = build(meta["arch"], neuron, int(meta["num_classes"]), int(meta["in_chans"]),
-                      int(meta["img_size"]), int(meta["T"]), meta["encoding"], meta["dataset"])
+        model = build(meta["arch"], neuron, meta["num_classes"], meta["in_chans"],
+                      meta["img_size"], meta["T"], meta["encoding"], meta["dataset"])
     except (TypeError, ValueError) as e:
         raise SnnkdError(f"{path}: invalid checkpoint metadata: {e}") from None
+    expected = model.state_dict()
+    wrong = next((k for k, v in state.items() if k in expected and expected[k].is_floating_point()
+                  and not v.is_floating_point()), None)
+    if wrong is not None:
+        raise SnnkdError(f"{path}: weight {wrong!r} is {state[wrong].dtype}; the model keeps it as floating point")
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         first = [ln.strip() for ln in str(e).splitlines() if ln.strip()][:2]
         raise SnnkdError(f"{path}: weights do not fit architecture {meta['arch']!r}: {' '.join(first)}") from None
+    bad = validate.nonfinite_count(state)
+    if bad:
+        raise SnnkdError(f"{path} has {bad} non-finite weights (NaN or infinite: training diverged); refusing it")
     model.eval()
     return model, meta

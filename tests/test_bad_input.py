@@ -139,7 +139,9 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     io.save_checkpoint(d / "no_meta_keys.pt", model.state_dict(), {"arch": "resnet_tiny"})
     io.save_checkpoint(d / "evil_arch.pt", model.state_dict(), {**meta, "arch": "../../etc/passwd"})
     io.save_checkpoint(d / "odd_kind.pt", model.state_dict(), {**meta, "kind": "snn"})  # an SNN without neurons
-    io.save_checkpoint(d / "cifar_teacher.pt", model.state_dict(), {**meta, "dataset": "cifar10"})
+    cifar = build("resnet_tiny", None, 10, 3, 32)  # a consistent cifar10 teacher (a digits net labelled so is refused)
+    io.save_checkpoint(d / "cifar_teacher.pt", cifar.state_dict(), {**meta, "dataset": "cifar10", "in_chans": 3,
+                                                                    "img_size": 32})
     snn = build("resnet_tiny", NeuronConfig(), 10, 1, 8, T=2)
     save_model(d / "snn.pt", snn, model_meta(snn, "digits", NeuronConfig()))
     vgg_teacher, vgg_meta = ann("vgg_tiny")

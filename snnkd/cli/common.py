@@ -17,6 +17,7 @@ import yaml
 
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.safeload import yaml_loads
 from snnkd.neurons import SURROGATES, NeuronConfig
 from snnkd.train.trainers import PRECISIONS
 
@@ -193,8 +194,8 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
             raise SnnkdError(f"--param expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         try:
-            value = yaml.safe_load(v)
-        except yaml.YAMLError:
+            value = yaml_loads(v, f"--param {k}")  # no aliases, bounded nesting
+        except SnnkdError:
             raise SnnkdError(f"--param {k}: cannot parse value {v!r}") from None
         if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(v.strip()):
             value = float(v)  # YAML 1.1 reads 1e-05 (JSON's and Python's spelling) as a string

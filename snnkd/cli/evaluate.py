@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -49,16 +48,10 @@ def add_parser(sub) -> None:
 
 
 def energy_table(path: Path | None) -> dict:
-    if path is None:
-        text = resources.files("snnkd.resources").joinpath("energy.yaml").read_text()
-        import yaml
-        table = yaml.safe_load(text)
-    else:
-        table = io.read_yaml(path)
-    if not isinstance(table, dict) or not all(isinstance(v, dict) and "mac_pj" in v and "ac_pj" in v
-                                              for v in table.values()):
-        raise SnnkdError(f"{path}: an energy table maps target names to {{mac_pj, ac_pj, ...}}")
-    return table
+    """``--energy-table`` (or the packaged table), every figure a finite number >= 0."""
+    from snnkd.validate import load_energy_table
+
+    return load_energy_table(path)
 
 
 def noise_accuracy(model, dataset: str, a: argparse.Namespace, device: torch.device) -> dict[str, dict]:
