@@ -43,9 +43,10 @@ def fit_config(a: argparse.Namespace, trainer: str = "bptt") -> FitConfig:
 
 
 def run_identity(a: argparse.Namespace, meta: dict) -> dict:
-    """What a training state belongs to: the model metadata, the data options and the
-    teacher file's SHA-256, as plain JSON data (so it loads with ``weights_only=True``)."""
+    """What a training state belongs to: the model metadata, the data options, the data root
+    (resolved) and the teacher file's SHA-256, as plain JSON data (so it loads with ``weights_only=True``)."""
     ident = {**meta, **{k: getattr(a, k, None) for k in ("limit_train", "val_fraction", "autoaugment", "cutout")}}
+    ident["data_root"] = str(Path(a.data_root).resolve())  # other data, another run (issue 16 item 7)
     teacher = getattr(a, "teacher", None)
     if teacher:
         ident["teacher_sha256"] = hashlib.sha256(Path(teacher).read_bytes()).hexdigest()

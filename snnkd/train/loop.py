@@ -8,12 +8,15 @@ exactly the batches an uninterrupted run would.  Per-epoch metrics go to a JSON-
 file rewritten in full each epoch (and on resume), so it always matches the saved state.
 On the CPU the resumed result is bitwise that of an uninterrupted run (tests/test_resume.py)
 given the same thread count, which the state records: kernels split reductions by thread.
-The state also records the run's settings and identity and is refused by any other run.
+The state also records the run's settings and identity and is refused by any other run;
+a state that is not shaped as written here is refused in one line before any of it is used.
+A loss that stops being finite (checked every step) or weights that do (each epoch end) stop
+the run with one error: no model is written and the last complete epoch's state stays.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import random
 import sys
 import time
@@ -146,7 +149,8 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         start, history = _resume(state_path, student, method, opt, sched, cfg, prec)
         print(f"resuming from {state_path} after epoch {start}", file=sys.stderr)
         # A kill between writing the state and the metrics leaves metrics one epoch behind.
-        io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        io.write_jsonl(metrics_path, history)
+    has_val = len(val_ds) > 0  # counted before sharding: a rank's shard may be empty
     ddp = distributed.current()  # under torchrun: DDP step, sharded data, summed metrics, rank 0 writes
     undo_ddp = None
     if ddp.enabled:
@@ -159,11 +163,12 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         method.train()
         sums: dict[str, float] = {}
         correct = total = 0
+        bad_step = ""  # where the loss first stopped being finite
         loader = (distributed.train_loader(train_ds, cfg, epoch, epoch_loader)
                   if ddp.enabled else epoch_loader(train_ds, cfg, epoch))
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, file=sys.stderr,
                    disable=not cfg.progress or not sys.stderr.isatty() or not ddp.is_main)
-        for x, y in bar:
+        for i, (x, y) in enumerate(bar, 1):
             x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
             with use_precision(prec):
@@ -172,33 +177,71 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
             n = len(y)
             for k, v in out.terms.items():
                 sums[k] = sums.get(k, 0.0) + v.item() * n
-            sums["loss"] = sums.get("loss", 0.0) + out.loss.item() * n
+            loss = out.loss.item()
+            if not math.isfinite(loss) and not bad_step:
+                bad_step = f"epoch {epoch + 1}, step {i}: the loss is {loss}"
+                if not ddp.enabled:  # under DDP all ranks stop together, after the epoch's all-reduce
+                    raise _diverged(state_path, epoch, bad_step, cfg)
+            sums["loss"] = sums.get("loss", 0.0) + loss * n
             correct += (out.logits.argmax(1) == y).sum().item()
             total += n
             bar.set_postfix(loss=f"{sums['loss'] / total:.3f}")
-        sums = distributed.all_sum({**sums, "\0correct": correct, "\0total": total}, device)
+        bad_tensor = _first_non_finite(student, method)
+        sums = distributed.all_sum({**sums, "\0correct": correct, "\0total": total,
+                                    "\0bad": float(bool(bad_step or bad_tensor))}, device)
         correct, total = sums.pop("\0correct"), sums.pop("\0total")
+        if sums.pop("\0bad"):  # on every rank at once (the flag was all-reduced)
+            where = (f"the end of epoch {epoch + 1}: {bad_tensor!r} is not finite" if bad_tensor
+                     else f"epoch {epoch + 1} on another rank")
+            raise _diverged(state_path, epoch, bad_step or where, cfg)
         sched.step()
-        val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": float("nan"), "loss": float("nan")}
+        val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": 0.0, "loss": 0.0}
         rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         rec.update({f"train_{k}": v / max(total, 1) for k, v in sums.items()})
         rec["train_acc"] = 100.0 * correct / max(total, 1)
         val = distributed.weighted_mean(val, len(val_ds), device)
-        rec["val_acc"], rec["val_loss"] = val["acc"], val["loss"]
+        rec["val_acc"], rec["val_loss"] = (val["acc"], val["loss"]) if has_val else (None, None)  # null, not NaN
         student.eval()
         rec.update(distributed.weighted_mean(method.epoch_metrics(student, teacher, val_loader, device),
                                              len(val_ds), device))
         rec["time_s"] = round(time.time() - t0, 3)
+        odd = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
+        if odd:  # the same on every rank: every figure is all-reduced
+            raise _diverged(state_path, epoch, f"the end of epoch {epoch + 1}: {odd[0]} is {rec[odd[0]]}", cfg)
         history.append(rec)
         if not ddp.is_main:
             continue
         _save_state(state_path, epoch + 1, student, method, opt, sched, history, cfg, prec)
-        io.write_text(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
+        io.write_jsonl(metrics_path, history)
+        val_text = f"val {rec['val_acc']:.2f}%" if has_val else "no val"
         print(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train {rec['train_acc']:.2f}% "
-              f"val {rec['val_acc']:.2f}% ({rec['time_s']:.1f}s)", file=sys.stderr, flush=True)
+              f"{val_text} ({rec['time_s']:.1f}s)", file=sys.stderr, flush=True)
     if undo_ddp is not None:
         undo_ddp()
     return history
+
+
+def _diverged(state_path: Path, epoch: int, what: str, cfg: FitConfig) -> SnnkdError:
+    """The error for a run whose loss or weights stopped being finite in (0-based) ``epoch``.
+    No model is written; the state of the last complete epoch (all good) stays for a resume."""
+    if epoch > 0 and state_path.is_file():
+        kept = (f"the state of epoch {epoch} stays at {str(state_path)!r} (resuming needs the same settings; "
+                "delete it to change them)")
+    else:
+        kept = "no epoch completed, so no state was kept"
+    return SnnkdError(f"training diverged at {what}; no model written, {kept}; lower --lr (now {cfg.lr:g})")
+
+
+def _first_non_finite(*modules: torch.nn.Module) -> str | None:
+    """Name of the first floating parameter or buffer holding a NaN or infinity (one sync)."""
+    named = [(f"{j}:{n}" if j else n, t) for j, m in enumerate(modules)
+             for n, t in [*m.named_parameters(), *m.named_buffers()] if t.is_floating_point() or t.is_complex()]
+    if not named:
+        return None
+    ok = torch.stack([torch.isfinite(t.detach()).all() for _, t in named])
+    if bool(ok.all()):
+        return None
+    return named[int((~ok).nonzero()[0, 0])][0]
 
 
 def _save_state(path: Path, epoch: int, student, method, opt, sched, history, cfg: FitConfig,
@@ -211,15 +254,66 @@ def _save_state(path: Path, epoch: int, student, method, opt, sched, history, cf
 
 
 def _differences(saved: dict, now: dict) -> list[str]:
-    """Names of the settings that differ (inside ``identity``: its keys)."""
+    """The settings that differ (inside ``identity``: its keys), with both values where short."""
     out = []
     for k in sorted(set(saved) | set(now)):
         a, b = saved.get(k), now.get(k)
         if k == "identity" and isinstance(a, dict) and isinstance(b, dict):
-            out += [sub for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+            out += [_both(sub, a.get(sub), b.get(sub)) for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
         elif a != b:
-            out.append(k)
+            out.append(_both(k, a, b))
     return out
+
+
+def _both(name: str, then: Any, now: Any) -> str:
+    """``name: THEN then, NOW now`` for short plain values, else just ``name``."""
+    plain = all(v is None or isinstance(v, (str, int, float)) for v in (then, now))
+    return f"{name}: {then!r} then, {now!r} now" if plain and len(repr(then) + repr(now)) <= 240 else name
+
+
+# What _save_state writes, key -> type; "threads" and "grad_scaler" may be absent (older states).
+_STATE_TYPES: dict[str, type] = {"format": str, "epoch": int, "student": dict, "method": dict, "optimizer": dict,
+                                 "scheduler": dict, "rng": dict, "history": list, "fit": dict}
+_STATE_OPTIONAL: dict[str, type] = {"threads": int, "grad_scaler": dict}
+
+
+def _incomplete(path: Path, why: str) -> SnnkdError:
+    return SnnkdError(f"incomplete training state {str(path)!r}: {why}; delete it to start over")
+
+
+def _check_state(path: Path, state: dict, sched) -> None:
+    """Refuse (one line) a training state that is not shaped as :func:`_save_state` writes it:
+    a missing key, a value of the wrong type, weights that are not named tensors."""
+    for key, typ in [*_STATE_TYPES.items(), *((k, t) for k, t in _STATE_OPTIONAL.items() if k in state)]:
+        if key not in state:
+            raise _incomplete(path, f"no {key!r}")
+        v = state[key]
+        if not isinstance(v, typ) or isinstance(v, bool):
+            raise _incomplete(path, f"{key!r} is a {type(v).__name__}, not a {typ.__name__}")
+    if state["epoch"] < 1:
+        raise _incomplete(path, f"epoch {state['epoch']} (a state is written after epoch 1 or later)")
+    for key in ("student", "method"):
+        bad = [k for k, v in state[key].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if bad:
+            raise _incomplete(path, f"{key!r} holds {bad[0]!r}, not a named tensor")
+    if not all(isinstance(r, dict) for r in state["history"]):
+        raise _incomplete(path, "'history' is not a list of per-epoch records")
+    number = (int, float)
+    for k, v in sched.state_dict().items():  # the schedule this run builds: same keys, same kinds
+        got = state["scheduler"].get(k)
+        if k not in state["scheduler"] or not (isinstance(got, number) if isinstance(v, number) else
+                                               isinstance(got, type(v))) or isinstance(got, bool) != isinstance(v, bool):
+            raise _incomplete(path, f"its scheduler state has {k!r} = {got!r}")
+
+
+def _check_optimizer(path: Path, opt: torch.optim.Optimizer) -> None:
+    """After loading: every per-parameter tensor of the optimizer state has its parameter's shape."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, t in opt.state.get(p, {}).items():
+                if isinstance(t, torch.Tensor) and t.dim() > 0 and t.shape != p.shape:
+                    raise _incomplete(path, f"optimizer state {name!r} has shape {tuple(t.shape)}, "
+                                            f"its parameter {tuple(p.shape)}")
 
 
 def _resume(path: Path, student, method, opt, sched, cfg: FitConfig,
@@ -227,22 +321,30 @@ def _resume(path: Path, student, method, opt, sched, cfg: FitConfig,
     state = io.load_torch(path, "training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise SnnkdError(f"{path} is not an snnkd training state; delete it to start over")
+    _check_state(path, state, sched)  # before any of it is used (issue 16 item 11)
     # epochs count: the cosine schedule's length is part of the saved scheduler state
     saved = {k: v for k, v in state["fit"].items() if k not in ("progress", "num_workers")}
     saved.setdefault("precision", "fp32")  # states written before --precision existed
     now = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "num_workers")}
     if saved != now:
         diff = _differences(saved, now)
-        raise SnnkdError(f"{path} was written by a run with different settings ({', '.join(diff)}); "
+        raise SnnkdError(f"{path} was written by a run with different settings ({'; '.join(diff)}); "
                          "delete it to start over")
+    if state["epoch"] > cfg.epochs:
+        raise _incomplete(path, f"epoch {state['epoch']} of a {cfg.epochs}-epoch run")
     try:
         student.load_state_dict(state["student"])
         method.load_state_dict(state["method"])
     except RuntimeError as e:
         raise SnnkdError(f"{path} does not fit this model: {str(e).splitlines()[0]}") from None
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    try:
+        opt.load_state_dict(state["optimizer"])
+        _check_optimizer(path, opt)
+        sched.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise _incomplete(path, f"its optimizer or RNG state does not load ({type(e).__name__}: {why})") from None
     if prec is not None:
         prec.load_state_dict(state.get("grad_scaler") or {})
     threads = state.get("threads")
