@@ -84,7 +84,8 @@ def training_curves(groups: dict, path: str) -> None:
         epochs = [curves[0][i]["epoch"] for i in range(n)]
         ax_loss.plot(epochs, [statistics.fmean(c[i]["train_loss"] for c in curves) for i in range(n)],
                      label=label(key))
-        ax_acc.plot(epochs, [statistics.fmean(c[i]["val_acc"] for c in curves) for i in range(n)],
+        ax_acc.plot(epochs, [statistics.fmean(float("nan") if c[i]["val_acc"] is None else c[i]["val_acc"]
+                                              for c in curves) for i in range(n)],  # null: no validation set
                     label=label(key))
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
