@@ -26,11 +26,21 @@
 # Hyperparameters reach `snnkd` as rule params, so Snakemake's params rerun trigger
 # reruns exactly the jobs whose options changed, and everything downstream of them.
 
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
+
+include: "workflow/rules/safe_config.smk"
+
+
 # config/config.yaml unless --configfile names another one (then only that one is used).
+# Every config file is first read once more, carefully (repeated keys, nesting depth, alias
+# expansion): see workflow/rules/safe_config.smk.
+check_config_files(workflow.overwrite_configfiles or [p for p in ["config/config.yaml"] if os.path.exists(p)])
+
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
@@ -57,6 +67,9 @@ wildcard_constraints:
     trainer=NAME,
     T=r"\d+",
     seed=r"\d+",
+    stage="pretrain|distill",
+    fmt="nir|onnx",
+    id=RUN_ID,
 
 
 # Thin glue that takes seconds runs on the submitting host, not as cluster jobs.

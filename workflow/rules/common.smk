@@ -15,7 +15,12 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     BINDIR = shlex.quote(sysconfig.get_path("scripts"))
     shell.prefix(f"PATH={BINDIR}:$PATH; ")
 
+# Wildcard values, so a requested path can only name a run the config could have made
+# (no shell metacharacters, spaces, quotes or '..' components ever reach a rule).
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+TEACHER_ID = rf"{NAME}/{NAME}"
+STUDENT_ID = rf"{NAME}/{NAME}/{NAME}/{NAME}/{NAME}/T\d+/seed\d+"
+RUN_ID = rf"{TEACHER_ID}(?:/{NAME}/{NAME}/{NAME}/T\d+/seed\d+)?"  # either of the two
 TEACHERLESS = {"none"}  # method kinds that train without a teacher
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 STUDENT = "{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}"
@@ -161,7 +166,7 @@ def teacher_model(wc):
 
 
 def teacher_option(wc, input) -> str:
-    return f"--teacher {input.teacher}" if wc.teacher != "none" else ""
+    return f"--teacher {shell_quote(input.teacher)}" if wc.teacher != "none" else ""
 
 
 def student_evals() -> list[str]:

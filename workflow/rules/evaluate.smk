@@ -24,5 +24,5 @@ rule evaluate:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model} --out {output.json} "
-        "{params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model:q} --out {output.json:q} "
+        "{params.args} > {log:q} 2>&1"

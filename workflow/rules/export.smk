@@ -17,6 +17,7 @@ rule export_file:
         "benchmarks/export/{fmt}/{id}.tsv"
     wildcard_constraints:
         fmt="nir|onnx",
+        id=STUDENT_ID,
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -25,8 +26,8 @@ rule export_file:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd export --model {input.model} --to {wildcards.fmt} "
-        "--out {output.model} --report {output.report} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to {wildcards.fmt:q} "
+        "--out {output.model:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
 
 
 rule export_lava:
@@ -42,6 +43,8 @@ rule export_lava:
         "logs/export/lava/{id}.log",
     benchmark:
         "benchmarks/export/lava/{id}.tsv"
+    wildcard_constraints:
+        id=STUDENT_ID,
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -50,8 +53,8 @@ rule export_lava:
     conda:
         "../envs/lava.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd export --model {input.model} --to lava "
-        "--out {output.net} --report {output.report} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to lava "
+        "--out {output.net:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
 
 
 rule energy:
@@ -67,6 +70,8 @@ rule energy:
         "logs/energy/{id}.log",
     benchmark:
         "benchmarks/energy/{id}.tsv"
+    wildcard_constraints:
+        id=STUDENT_ID,
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -75,5 +80,5 @@ rule energy:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd energy --model {input.model} --out {output.json} "
-        "--table {output.table} {params.args} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd energy --model {input.model:q} --out {output.json:q} "
+        "--table {output.table:q} {params.args} > {log:q} 2>&1"

@@ -26,8 +26,8 @@ rule pretrain:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.snnkd} pretrain {params.args} --out {params.out} "
-        "--state {params.state} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.snnkd} pretrain {params.args} --out {params.out:q} "
+        "--state {params.state:q} --no-progress > {log:q} 2>&1"
 
 
 rule distill:
@@ -56,5 +56,5 @@ rule distill:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.snnkd} distill {params.args} {params.teacher} --out {params.out} "
-        "--state {params.state} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.snnkd} distill {params.args} {params.teacher} --out {params.out:q} "
+        "--state {params.state:q} --no-progress > {log:q} 2>&1"
