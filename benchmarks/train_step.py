@@ -2,6 +2,11 @@
 
     python benchmarks/train_step.py            # full run (ResNet-18 + small net, T = 1 2 4 8)
     python benchmarks/train_step.py --quick    # small net only, T = 1 4, fewer steps
+    python benchmarks/train_step.py --precision fp32 bf16   # (default) both precisions
+
+Precision (``--precision``, snnkd.train.trainers.Precision): every framework's step runs
+under the same autocast of the same precision (the peers' neurons see what ours see);
+each configuration is ``(framework, T, precision)`` and every ratio compares equal precisions.
 
 Every configuration is the *same* network (our CIFAR ResNet-18, or the small
 ``resnet_tiny``, on 3x32x32 input, 10 classes), the same batch, seed, input and thread
@@ -137,11 +142,15 @@ def _data(batch: int):
     return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
-def _train_step(setup, x, y) -> float:
+def _train_step(setup, x, y, precision: str = "fp32") -> float:
+    from snnkd.train.trainers import Precision, use_precision
+
     net, method, step_fn, opt = setup
+    prec = Precision(precision, x.device)
     opt.zero_grad(set_to_none=True)
-    out = step_fn(net, None, method, x, y)
-    opt.step()
+    with use_precision(prec):
+        out = step_fn(net, None, method, x, y)
+    prec.step(opt)
     return out.loss.item()
 
 
@@ -153,16 +162,17 @@ def timing_worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     x, y = _data(spec["batch"])
     setups = {fw: _setup(spec, fw, 1) for fw in spec["frameworks"]}
-    configs = [(fw, T) for T in spec["Ts"] for fw in spec["frameworks"] if fw != "ann" or T == spec["Ts"][0]]
-    times: dict[str, list[float]] = {f"{fw}:{T if fw != 'ann' else 1}": [] for fw, T in configs}
+    configs = [(fw, T, pr) for pr in spec["precisions"] for T in spec["Ts"] for fw in spec["frameworks"]
+               if fw != "ann" or T == spec["Ts"][0]]
+    times: dict[str, list[float]] = {f"{fw}:{T if fw != 'ann' else 1}:{pr}": [] for fw, T, pr in configs}
     for rep in range(spec["warmup"] + spec["steps"]):
         order = configs if rep % 2 == 0 else configs[::-1]
-        for fw, T in order:
+        for fw, T, pr in order:
             _set_T(setups[fw][0], fw, 1 if fw == "ann" else T)
             t0 = time.perf_counter()
-            _train_step(setups[fw], x, y)
+            _train_step(setups[fw], x, y, pr)
             if rep >= spec["warmup"]:
-                times[f"{fw}:{T if fw != 'ann' else 1}"].append(time.perf_counter() - t0)
+                times[f"{fw}:{T if fw != 'ann' else 1}:{pr}"].append(time.perf_counter() - t0)
         print(f"  {spec['model']}: repetition {rep + 1}/{spec['warmup'] + spec['steps']}", file=sys.stderr, flush=True)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -186,7 +196,7 @@ def memory_worker(spec: dict) -> dict:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _train_step(setup, x, y)
+        _train_step(setup, x, y, spec["precision"])
     return {"saved_bytes": sum(seen.values()), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
@@ -215,6 +225,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="timed steps per configuration (median); "
                     "default 4 for resnet18, 16 for the small net, 6 with --quick")
     ap.add_argument("--neuron", choices=["if", "lif"], default="if")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"],
+                    help="precisions measured (fp16: CUDA only)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-configuration memory subprocesses")
     ap.add_argument("--worker", nargs=2, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -234,60 +246,69 @@ def main() -> None:
     for model in models:
         steps = a.steps or (6 if a.quick else (4 if model == "resnet18" else 16))
         base = {"model": model, "batch": a.batch, "threads": a.threads, "neuron": a.neuron}
-        times = _run("timing", {**base, "frameworks": a.frameworks, "Ts": Ts, "steps": steps, "warmup": 1})
+        times = _run("timing", {**base, "frameworks": a.frameworks, "Ts": Ts, "steps": steps, "warmup": 1,
+                                "precisions": a.precision})
         for key, sec in times.items():
-            fw, T = key.split(":")
-            med[(model, fw, int(T))] = {"step_s": sec, "saved_bytes": float("nan"), "peak_rss": float("nan")}
+            fw, T, pr = key.split(":")
+            med[(model, fw, int(T), pr)] = {"step_s": sec, "saved_bytes": float("nan"), "peak_rss": float("nan")}
         if not a.no_memory:
-            for (m, fw, T), rec in med.items():
+            for (m, fw, T, pr), rec in med.items():
                 if m == model:
-                    rec.update(_run("memory", {**base, "fw": fw, "T": T}))
+                    rec.update(_run("memory", {**base, "fw": fw, "T": T, "precision": pr}))
         print(f"{model} done ({time.time() - t_start:.0f}s)", file=sys.stderr, flush=True)
     for model in models:
-        _table(med, model, a, Ts)
+        for pr in a.precision:
+            _table(med, model, a, Ts, pr)
     print("\n(samples/s ratios > 1: faster than the reference; memory ratios < 1: less memory than the reference;"
           "\n saved MB: autograd saved tensors of one step, parameters excluded; RSS: peak resident set of a"
           "\n process that ran that configuration alone)")
-    _goals(med, models, Ts)
+    _goals(med, models, Ts, a.precision)
     print(f"\ntotal time {time.time() - t_start:.0f}s, load average at the end {os.getloadavg()[0]:.1f}")
 
 
-def _table(med: dict, model: str, a: argparse.Namespace, Ts: list[int]) -> None:
-    ann = med.get((model, "ann", 1))
-    print(f"\n== {model} (batch {a.batch}, {a.threads} threads) ==")
-    print(f"{'framework':9s} {'T':>2s} {'samples/s':>10s} {'vsANN':>7s} {'vsSJ':>7s} {'step ms':>8s}"
+def _table(med: dict, model: str, a: argparse.Namespace, Ts: list[int], pr: str) -> None:
+    ann = med.get((model, "ann", 1, pr))
+    print(f"\n== {model} (batch {a.batch}, {a.threads} threads, precision {pr}) ==")
+    print(f"{'framework':9s} {'prec':4s} {'T':>2s} {'samples/s':>10s} {'vsANN':>7s} {'vsSJ':>7s} {'step ms':>8s}"
           f" {'saved MB':>9s} {'vsANN':>7s} {'vsSJ':>7s} {'RSS MB':>8s} {'vsANN':>7s} {'vsSJ':>7s}")
     for fw in a.frameworks:
         for T in ([1] if fw == "ann" else Ts):
-            m = med[(model, fw, T)]
-            sj = med.get((model, "sj", T))
+            m = med[(model, fw, T, pr)]
+            sj = med.get((model, "sj", T, pr))
             sps = a.batch / m["step_s"]
 
             def r(key: str, ref: dict | None) -> str:
                 return _fmt_ratio(m[key], ref[key] if ref else None)
-            print(f"{fw:9s} {T:2d} {sps:10.2f} {_fmt_ratio(sps, a.batch / ann['step_s'] if ann else None)}"
+            print(f"{fw:9s} {pr:4s} {T:2d} {sps:10.2f} {_fmt_ratio(sps, a.batch / ann['step_s'] if ann else None)}"
                   f" {_fmt_ratio(sps, a.batch / sj['step_s'] if sj else None)} {m['step_s'] * 1e3:8.1f}"
                   f" {m['saved_bytes'] / 2**20:9.1f} {r('saved_bytes', ann)} {r('saved_bytes', sj)}"
                   f" {m['peak_rss'] / 2**20:8.1f} {r('peak_rss', ann)} {r('peak_rss', sj)}")
 
 
-def _goals(med: dict, models: list[str], Ts: list[int]) -> None:
+def _goals(med: dict, models: list[str], Ts: list[int], precisions: list[str]) -> None:
+    """The issue-12 goals, each printed MET / NOT MET (ratios within this one run)."""
     print("\n== goals ==")
+
+    def line(model: str, text: str, value: float, ok: bool) -> None:
+        print(f"[{model}] {text}: {value:.2f}x ({'MET' if ok else 'NOT MET'})")
+
     for model in models:
-        def get(fw, T):
-            return med.get((model, fw, T))
-        if 4 in Ts and get("bptt", 4) and get("sj", 4):
-            sp = get("sj", 4)["step_s"] / get("bptt", 4)["step_s"]
-            print(f"[{model}] BPTT step at T=4 vs spikingjelly: {sp:.2f}x as fast (goal >= 1.25x): "
-                  f"{'MET' if sp >= 1.25 else 'NOT MET'}")
-        if 4 in Ts and get("rate", 4) and get("ann", 1):
-            r = get("rate", 4)["step_s"] / get("ann", 1)["step_s"]
-            print(f"[{model}] rate step at T=4 vs ANN step: {r:.2f}x the time (goal <= 2.5x): "
-                  f"{'MET' if r <= 2.5 else 'NOT MET'}")
-        if 8 in Ts and 1 in Ts and get("rate", 8) and get("rate", 1):
-            r = get("rate", 8)["saved_bytes"] / get("rate", 1)["saved_bytes"]
-            print(f"[{model}] rate saved activations T=8 vs T=1: {r:.3f}x (goal <= 1.2x): "
-                  f"{'MET' if r <= 1.2 else 'NOT MET'}")
+        def get(fw, T, pr):
+            return med.get((model, fw, T, pr))
+        if 4 in Ts and get("bptt", 4, "bf16") and get("bptt", 4, "fp32"):
+            sp = get("bptt", 4, "fp32")["step_s"] / get("bptt", 4, "bf16")["step_s"]
+            line(model, "bf16 BPTT step at T=4 vs our fp32 step, speed-up (goal >= 1.8x)", sp, sp >= 1.8)
+        for pr in precisions:
+            for peer, label in (("sj", "spikingjelly"), ("snntorch", "snntorch")):
+                if 4 in Ts and get("bptt", 4, pr) and get(peer, 4, pr):
+                    sp = get(peer, 4, pr)["step_s"] / get("bptt", 4, pr)["step_s"]
+                    line(model, f"{pr} BPTT step at T=4 vs {label}, speed-up (goal >= 1.1x)", sp, sp >= 1.1)
+            if 4 in Ts and get("rate", 4, pr) and get("ann", 1, pr):
+                r = get("rate", 4, pr)["step_s"] / get("ann", 1, pr)["step_s"]
+                line(model, f"{pr} rate step at T=4 vs ANN step, time (goal <= 2.4x)", r, r <= 2.4)
+            if 8 in Ts and 1 in Ts and get("rate", 8, pr) and get("rate", 1, pr):
+                r = get("rate", 8, pr)["saved_bytes"] / get("rate", 1, pr)["saved_bytes"]
+                line(model, f"{pr} rate saved activations T=8 vs T=1 (goal <= 1.2x)", r, r <= 1.2)
 
 
 if __name__ == "__main__":
