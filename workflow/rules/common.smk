@@ -117,7 +117,8 @@ def distill_args(wc) -> str:
     neuron = dict(s.get("neuron", {}))
     if "detach_reset" in neuron:
         neuron["no_detach_reset"] = not neuron.pop("detach_reset")
-    opts = {"student": s["arch"], "method": m["kind"], "trainer": config["trainers"][wc.trainer]["kind"],
+    tr = config["trainers"][wc.trainer]
+    opts = {"student": s["arch"], "method": m["kind"], "trainer": tr["kind"], "precision": tr.get("precision"),
             "T": int(wc.T), **neuron, **data_options(wc.dataset, with_test=True), **train,
             "seed": int(wc.seed), "device": config.get("device", "auto")}
     params = " ".join(f"--param {shell_quote(f'{k}={json_value(v)}')}" for k, v in sorted(m.get("params", {}).items()))
@@ -136,6 +137,7 @@ def evaluate_args(wc) -> str:
     noise = " ".join(f"--noise {shell_quote(v)}" for v in ev.get("noise", []))  # seed 001 Tab. 2 variants
     return f"""{cli({"data_root": config.get("data_root", "data"), "limit_test": limit,
                     "batch_size": ev.get("batch_size"), "ops_batches": ev.get("ops_batches"),
+                    "precision": ev.get("precision"),
                     "device": config.get("device", "auto")})} {noise}""".strip()
 
 
