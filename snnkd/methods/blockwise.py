@@ -65,8 +65,10 @@ class BlockwiseKD(Method):
             raise SnnkdError(f"method 'blockwise': stages must be a list of distinct stage names, got {stages!r}")
         if not isinstance(relu, bool):
             raise SnnkdError(f"method 'blockwise': relu must be true or false, got {relu!r}")
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise SnnkdError(f"method 'blockwise': warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        steps = as_float(self.name, "warmup_steps", warmup_steps)
+        if not (steps >= 0 and steps == int(steps)):
+            raise SnnkdError(f"method 'blockwise': warmup_steps must be a whole number >= 0, got {warmup_steps!r}")
+        warmup_steps = int(steps)
         if hybrid_scale is None:
             scale = 1.0 / max(len(stages), 1)
         else:
