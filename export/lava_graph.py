@@ -21,6 +21,7 @@ synapses, scales, depths) plus ``network.npz`` (integer weights and biases), whi
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def save_net(net: LoihiNet, out_dir: str | Path) -> None:
     for i, layer in enumerate(net.layers):
         d = {k: v for k, v in asdict(layer).items() if k not in ("synapses", "bias", "bias_q")}
         d["shape"] = list(layer.shape)
+        d["threshold"] = d["threshold"] if math.isfinite(d["threshold"]) else None  # output layer: inf; strict JSON
         d["synapses"] = []
         arrays[f"l{i}_bias_q"] = layer.bias_q
         arrays[f"l{i}_bias"] = layer.bias
@@ -78,6 +80,8 @@ def load_net(out_dir: str | Path) -> LoihiNet:
             syns = [Synapse(**{**sd, "stride": tuple(sd["stride"]), "padding": tuple(sd["padding"]),
                                "dilation": tuple(sd["dilation"]), "weight": arrays[f"l{i}_s{j}_w"],
                                "w_q": arrays[f"l{i}_s{j}_w_q"]}) for j, sd in enumerate(d.pop("synapses"))]
+            if d.get("threshold") is None:  # written as null: a layer that never fires
+                d["threshold"] = math.inf
             layers.append(Layer(**{**d, "shape": tuple(d["shape"]), "synapses": syns,
                                    "bias": arrays[f"l{i}_bias"], "bias_q": arrays[f"l{i}_bias_q"]}))
         return LoihiNet(layers, tuple(meta["input_shape"]), int(meta["T"]), int(meta["input_bits"]))

@@ -13,7 +13,6 @@ of step ``t`` at Lava step ``t + d``) and with the bit-exact emulator
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from export import loihi_quant as lq
 from export import nir_check as nc
 from export.lava_graph import save_net
-from export.lava_run import run_lava
+from export.lava_run import run_lava, signals_raise
 from export.netx_writer import check_netx, write_netx
 from export.nir_export import to_nir, write_nir
 from export.nir_pipeline import load_test_inputs
@@ -52,8 +51,17 @@ def export_lava(model: StagedNet, meta: dict, out: str | Path, data_root, limit:
                 calib_samples: int = 64, seed: int = 0, netx_path: str | Path | None = None) -> dict:
     """Build, run and compare (see module docstring).  ``nir_path``: build from this NIR
     file; ``netx_path``: run this netx HDF5 as written before (its ``network.json`` beside
-    it gives depths and scales) instead of building anew."""
-    out = Path(out)
+    it gives depths and scales) instead of building anew.  A ``SIGTERM``/``SIGINT``/``SIGHUP``
+    stops it as :class:`export.lava_run.Terminated` with the Lava child's group killed and no
+    temporary file or directory left."""
+    with signals_raise():
+        return _export_lava(model, meta, Path(out), data_root, limit, calibrate, timeout, download, nir_path,
+                            calib_samples, seed, netx_path)
+
+
+def _export_lava(model: StagedNet, meta: dict, out: Path, data_root, limit: int, calibrate: int, timeout: int,
+                 download: bool, nir_path: str | Path | None, calib_samples: int, seed: int,
+                 netx_path: str | Path | None) -> dict:
     if netx_path is not None:  # checked before anything is written
         return _run_and_compare(model, meta, out, load_net_checked(netx_path), "netx", data_root, limit, timeout,
                                 download, seed, {"netx": str(netx_path)}, Path(netx_path))
@@ -104,9 +112,9 @@ def _run_and_compare(model, meta, out: Path, net: lq.LoihiNet, mode: str, data_r
     ref_y, ref_s = nc.run_reference(model, x_seq)
     emu = lq.emulate(net, x_seq)
     x_q = torch.round(x_seq.double() * 2.0 ** net.input_bits).clamp(-128, 127)
-    with tempfile.TemporaryDirectory(prefix="snnkd-lava-") as work:
-        net_dir = h5.parent if mode == "netx" else out
-        rec = run_lava(net_dir, mode, x_q.permute(1, 0, *range(2, x_q.dim())).numpy(), timeout, Path(work), h5)
+    net_dir = h5.parent if mode == "netx" else out
+    # run_lava owns its temporary directory and removes it only once the child's group is dead
+    rec = run_lava(net_dir, mode, x_q.permute(1, 0, *range(2, x_q.dim())).numpy(), timeout, None, h5)
     N = len(x)
     layers = {}
     for layer in net.layers[:-1]:

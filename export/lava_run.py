@@ -2,7 +2,20 @@
 
 Lava runs its processes in worker processes, and an error in one of them can hang the
 run instead of failing it; so the run happens in ``python -m export.lava_run`` under a
-wall-clock limit, in its own process group, killed whole on timeout.
+wall-clock limit, in its own session and process group, which :func:`run_lava` kills
+whole (``SIGKILL`` to the group, then waits until no live member is left) on every way
+out: success, error, timeout, ``SIGTERM``/``SIGINT``/``SIGHUP`` to the parent (turned
+into :class:`Terminated` for the duration of the run, see :func:`signals_raise`) and
+interpreter exit (``atexit``).  The child kills its own group if its parent disappears
+(a ``SIGKILL`` to the parent).
+
+Everything the run writes lives in one private ``snnkd-lava-*`` directory under
+``TMPDIR``, removed only after the whole group is dead (so it outlives the child): the
+inputs, the results, the child's log, and the child's ``TMPDIR`` (multiprocessing's
+``pymp-*`` sockets of Lava's shared-memory manager, torch caches).  Lava's shared-memory
+segments are named ``/dev/shm/psm_snnkd<pgid>_*`` so that those of a killed run can be
+removed too.  The results are read only after the child exited 0; a crash, a full disk
+or a missing result file is one :class:`SnnkdError` line.
 
 Child: reads the network (``netx`` mode: the netx HDF5 loaded by
 ``lava.lib.dl.netx.hdf5.Network``; ``graph`` mode: :func:`export.lava_graph.build_graph`),
@@ -14,47 +27,238 @@ membrane with ``Monitor`` processes for ``N T + depth`` steps, and writes them t
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from snnkd.errors import SnnkdError
 
+SHM_DIR = Path("/dev/shm")
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk or quota, in any writer
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
-def run_lava(net_dir: Path, mode: str, x_q: np.ndarray, timeout: int, work: Path,
+
+class Terminated(KeyboardInterrupt):
+    """``SIGTERM``, ``SIGINT`` or ``SIGHUP`` received while :func:`signals_raise` was active.
+    A ``KeyboardInterrupt``, so that every ``finally`` runs and the command ends as an interrupt."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def signals_raise() -> Iterator[None]:
+    """For the duration of the block, ``SIGTERM``/``SIGINT``/``SIGHUP`` raise :class:`Terminated`
+    in the main thread (the first one only: later ones are ignored while cleaning up), so that
+    child groups are killed and temporary files removed.  A signal that was ignored stays
+    ignored; outside the main thread this does nothing.  Nests."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if not fired:
+            fired.append(signum)
+            raise Terminated(signum)
+
+    old = {s: signal.getsignal(s) for s in _HANDLED}
+    for s, h in old.items():
+        if h is not signal.SIG_IGN:
+            signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> SnnkdError:
+    """The one error line for an ``OSError`` while writing ``path``."""
+    return SnnkdError(f"cannot write {os.fspath(path)!r}: {e.strerror or e}")
+
+
+# ---------------------------------------------------------------------------- process group
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes whose process group or session is ``pgid``."""
+    if not Path("/proc").is_dir():  # no procfs: ask the kernel about the group only
+        try:
+            os.killpg(pgid, 0)
+            return [pgid]
+        except (ProcessLookupError, PermissionError):
+            return []
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()  # state ppid pgrp session ...
+        if fields[0] not in ("Z", "X") and pgid in (int(fields[2]), int(fields[3])):
+            found.append(int(d))
+    return found
+
+
+def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """``SIGKILL`` the child's whole group and session, reap the child and wait (at most
+    ``grace`` seconds) until no live member is left.  Safe to call more than once."""
+    pgid = proc.pid
+    deadline = time.monotonic() + grace
+    while True:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        members = group_members(pgid)
+        for pid in members:  # also those that left the group but not the session
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if not members or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def remove_shared_memory(pgid: int) -> None:
+    """Remove the shared-memory segments a (killed) Lava child of group ``pgid`` left."""
+    if SHM_DIR.is_dir():
+        for p in SHM_DIR.glob(f"psm_snnkd{pgid}_*"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+
+def _run_group(cmd: list[str], env: dict[str, str], timeout: float, log: Path) -> int:
+    """Run ``cmd`` in a new session, output to ``log``; return its exit status.  The group is
+    dead when this returns or raises (``SnnkdError`` on timeout, ``Terminated`` on a signal)."""
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+
+    def cleanup() -> None:
+        kill_group(proc)
+        remove_shared_memory(proc.pid)
+
+    atexit.register(cleanup)
+    try:
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SnnkdError(f"the Lava run did not finish within {timeout} s (stopped); try fewer samples") from None
+    finally:
+        cleanup()  # Lava workers may outlive even a clean exit of the child
+        atexit.unregister(cleanup)
+
+
+@contextlib.contextmanager
+def _work_dir(work: Path | None) -> Iterator[Path]:
+    """A private directory for one run, removed afterwards (``work``: a caller's directory,
+    in which a private one is made)."""
+    try:
+        if work is not None:
+            Path(work).mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix="snnkd-lava-", dir=work))
+    except OSError as e:
+        raise write_error(work or tempfile.gettempdir(), e) from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _child_command(net_dir: Path, mode: str, inp: Path, out: Path, h5: Path) -> list[str]:
+    return [sys.executable, "-m", "export.lava_run", "--net", str(net_dir), "--mode", mode,
+            "--inputs", str(inp), "--out", str(out), "--h5", str(h5)]
+
+
+def _failure(status: int, log: Path, work: Path) -> SnnkdError:
+    """One error line for a child that exited ``status`` != 0."""
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    if any("No space left on device" in ln or "Disk quota exceeded" in ln for ln in lines):
+        return SnnkdError(f"cannot write {str(work)!r} (the Lava run's temporary files, in TMPDIR): "
+                          f"No space left on device")
+    if status < 0:
+        return SnnkdError(f"the Lava run crashed ({signal.Signals(-status).name})"
+                          + (f"; last output: {lines[-1].strip()}" if lines else ""))
+    return SnnkdError(f"the Lava run failed (exit {status})" + (f": {lines[-1].strip()}" if lines else ""))
+
+
+def run_lava(net_dir: Path, mode: str, x_q: np.ndarray, timeout: int, work: Path | None = None,
              h5: Path | None = None) -> dict[str, np.ndarray]:
     """Parent side: run the child on ``x_q`` (int, ``[N, T, C, H, W]``); return its recordings
-    (``spikes:<layer>`` ``[steps, ...]`` in Lava ``(W, H, C)`` order, ``v:output``, ``seconds``)."""
-    work.mkdir(parents=True, exist_ok=True)
-    inp, out = work / "lava_inputs.npz", work / "lava_outputs.npz"
-    np.savez(inp, x_q=x_q.astype(np.int32))
-    out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "export.lava_run", "--net", str(net_dir), "--mode", mode,
-           "--inputs", str(inp), "--out", str(out), "--h5", str(h5 or Path(net_dir) / "network.net")]
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env=env)
-    try:
-        log, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise SnnkdError(f"the Lava run did not finish within {timeout} s (stopped); try fewer samples") from None
-    if proc.returncode != 0 or not out.exists():
-        tail = "\n".join(log.strip().splitlines()[-8:])
-        raise SnnkdError(f"the Lava run failed (exit {proc.returncode}):\n{tail}")
-    with np.load(out, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    (``spikes:<layer>`` ``[steps, ...]`` in Lava ``(W, H, C)`` order, ``v:output``, ``seconds``).
+    The run's files live in a private directory (under ``work`` if given, else ``TMPDIR``)
+    removed once the child's group is dead; nothing of the run survives it."""
+    with signals_raise(), _work_dir(work) as w:
+        inp, out, log, tmp = w / "lava_inputs.npz", w / "lava_outputs.npz", w / "lava.log", w / "tmp"
+        try:
+            tmp.mkdir()
+            with open(inp, "wb") as f:
+                np.savez(f, x_q=x_q.astype(np.int32))
+        except OSError as e:
+            raise write_error(inp, e) from None
+        root = Path(__file__).resolve().parent.parent
+        env = {**os.environ, "TMPDIR": str(tmp),
+               "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        cmd = _child_command(Path(net_dir), mode, inp, out, Path(h5 or Path(net_dir) / "network.net"))
+        try:
+            status = _run_group(cmd, env, timeout, log)
+        except OSError as e:  # the log file cannot be created, or the interpreter cannot start
+            raise write_error(log, e) if e.errno in WRITE_ERRNOS else SnnkdError(
+                f"cannot start the Lava run: {e.strerror or e}") from None
+        if status != 0:
+            raise _failure(status, log, w)
+        if not out.is_file():
+            raise SnnkdError(f"the Lava run exited 0 but wrote no results ({str(out)!r} is missing)")
+        try:
+            with np.load(out, allow_pickle=False) as z:
+                return {k: np.array(z[k]) for k in z.files}
+        except Exception as e:  # a damaged npz: zipfile/ValueError/OSError
+            raise SnnkdError(f"the Lava run's results {str(out)!r} are unreadable: {type(e).__name__}") from None
 
 
 # ---------------------------------------------------------------------------- child
+def _name_shared_memory() -> None:
+    """Name this run's shared-memory segments ``psm_snnkd<pgid>_*`` (inherited by Lava's
+    forked processes), so that the parent can remove those of a killed run."""
+    import secrets
+    from multiprocessing import shared_memory
+
+    prefix = f"/psm_snnkd{os.getpgrp()}_"
+    shared_memory._make_filename = lambda: prefix + secrets.token_hex(8)  # type: ignore[attr-defined]
+
+
+def _watch_parent() -> None:
+    """Kill this process group when the parent is gone (it was ``SIGKILL``-ed)."""
+    ppid = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == ppid:
+            time.sleep(0.5)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _child(net_dir: Path, mode: str, inputs: Path, out: Path, h5: Path) -> None:
+    _watch_parent()
+    _name_shared_memory()
     from snnkd import lava_compat
     lava_compat.install()
     from lava.magma.core.run_conditions import RunSteps
@@ -98,8 +302,10 @@ def _child(net_dir: Path, mode: str, inputs: Path, out: Path, h5: Path) -> None:
     finally:
         ring.stop()
     result["seconds"] = np.array(time.time() - t0)
-    with open(out, "wb") as f:
+    part = out.with_name(out.name + ".part")  # the parent never sees a half-written file
+    with open(part, "wb") as f:
         np.savez(f, **result)
+    os.replace(part, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--h5", type=Path, required=True, help="netx HDF5 (netx mode)")
     a = p.parse_args(argv)
-    _child(a.net, a.mode, a.inputs, a.out, a.h5)
+    try:
+        _child(a.net, a.mode, a.inputs, a.out, a.h5)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        print(f"snnkd-lava: {e.strerror}", file=sys.stderr)  # the parent turns this into one line
+        return 3
     return 0
 
 

@@ -9,11 +9,12 @@ current is this step's input), ``vDecay``.  Layer 0 is ``input`` with
 only a ``shape`` (no neuron): the input arrives as graded spikes into the first conv
 (``Network(..., input_message_bits=8)``).  The output
 layer's threshold is the largest mantissa, so it never fires and its membrane holds the
-accumulated logits.  The file is written to a temporary path and renamed.
+accumulated logits.  The file is built in memory, then written to a temporary path and renamed.
 """
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import h5py
@@ -30,37 +31,38 @@ def write_netx(net: LoihiNet, path: str | Path) -> None:
     """Write the netx HDF5 of a sequential ``net`` (raises for branching nets)."""
     if not net.sequential:
         raise SnnkdError("netx expresses only sequential networks; this one has branches (use the Lava graph)")
-    with io.atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            layers = f.create_group("layer")
-            g = layers.create_group("0")  # input: shape only, no neuron (graded spikes enter conv 1)
-            g.create_dataset("type", data=b"input")
-            g.create_dataset("shape", data=np.array(net.input_shape))
-            i = 1
-            for layer in net.layers:
-                syn = layer.synapses[0]
-                if syn.kind == "dense" and syn.flatten:
-                    g = layers.create_group(str(i))
-                    g.create_dataset("type", data=b"flatten")
-                    g.create_dataset("shape", data=np.array([syn.w_q.shape[1]]))
-                    i += 1
+    buf = BytesIO()  # built in memory: HDF5 failing on a full disk can crash the interpreter
+    with h5py.File(buf, "w") as f:
+        layers = f.create_group("layer")
+        g = layers.create_group("0")  # input: shape only, no neuron (graded spikes enter conv 1)
+        g.create_dataset("type", data=b"input")
+        g.create_dataset("shape", data=np.array(net.input_shape))
+        i = 1
+        for layer in net.layers:
+            syn = layer.synapses[0]
+            if syn.kind == "dense" and syn.flatten:
                 g = layers.create_group(str(i))
-                g.create_dataset("type", data=syn.kind.encode())
-                g.create_dataset("shape", data=np.array(layer.shape))
-                g.create_dataset("weight", data=syn.w_q.astype(np.int32))
-                g.create_dataset("bias", data=layer.bias_q.astype(np.int32))
-                if syn.kind == "conv":
-                    g.create_dataset("stride", data=np.array(syn.stride))
-                    g.create_dataset("padding", data=np.array(syn.padding))
-                    g.create_dataset("dilation", data=np.array(syn.dilation))
-                    g.create_dataset("groups", data=syn.groups)
-                n = g.create_group("neuron")
-                n.create_dataset("type", data=b"CUBA")
-                n.create_dataset("vThMant", data=int(layer.vth))
-                n.create_dataset("iDecay", data=4096)
-                n.create_dataset("vDecay", data=int(layer.dv))
+                g.create_dataset("type", data=b"flatten")
+                g.create_dataset("shape", data=np.array([syn.w_q.shape[1]]))
                 i += 1
-            f.attrs["snnkd"] = "netx network written by snnkd export"
+            g = layers.create_group(str(i))
+            g.create_dataset("type", data=syn.kind.encode())
+            g.create_dataset("shape", data=np.array(layer.shape))
+            g.create_dataset("weight", data=syn.w_q.astype(np.int32))
+            g.create_dataset("bias", data=layer.bias_q.astype(np.int32))
+            if syn.kind == "conv":
+                g.create_dataset("stride", data=np.array(syn.stride))
+                g.create_dataset("padding", data=np.array(syn.padding))
+                g.create_dataset("dilation", data=np.array(syn.dilation))
+                g.create_dataset("groups", data=syn.groups)
+            n = g.create_group("neuron")
+            n.create_dataset("type", data=b"CUBA")
+            n.create_dataset("vThMant", data=int(layer.vth))
+            n.create_dataset("iDecay", data=4096)
+            n.create_dataset("vDecay", data=int(layer.dv))
+            i += 1
+        f.attrs["snnkd"] = "netx network written by snnkd export"
+    io.write_bytes(path, buf.getvalue())  # atomic; a full disk is one error line, no temp file left
 
 
 def check_netx(path: str | Path) -> int:

@@ -136,9 +136,13 @@ def _reset_mode(model: nn.Module) -> str:
 
 
 def write_nir(graph: nir.NIRGraph, path: str | Path) -> None:
-    """``nir.write`` to a temporary file beside ``path``, renamed into place on success."""
-    with io.atomic_path(path) as tmp:
-        nir.write(str(tmp), graph)
+    """``nir.write`` into memory, then to a temporary file beside ``path`` renamed into place
+    on success (HDF5 itself never meets a full disk: that can crash the interpreter)."""
+    from io import BytesIO
+
+    buf = BytesIO()
+    nir.write(buf, graph)
+    io.write_bytes(path, buf.getvalue())
 
 
 __all__ = ["to_nir", "write_nir", "neuron_node", "DEFAULT_DT"]

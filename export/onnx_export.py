@@ -15,9 +15,9 @@ the tolerance applies against that same folded model in PyTorch; the error again
 unfolded trained model is reported beside it (for an SNN, folding's float rounding can
 flip a spike that sits exactly at threshold, which moves a logit by one weight).
 The batch axis is dynamic.  Written with the TorchScript exporter (``dynamo=False``;
-the dynamo exporter needs onnxscript) to a temporary path, checked with
-``onnx.checker``, then renamed into place.  Agreement: for an ANN, ``max |y_ort - y_torch|``
-over the test inputs must be below ``atol``.  For an SNN the same holds per sample for at
+the dynamo exporter needs onnxscript) into memory, checked with ``onnx.checker``, then
+written to a temporary path and renamed into place.  Agreement: for an ANN,
+``max |y_ort - y_torch|`` over the test inputs must be below ``atol``.  For an SNN the same holds per sample for at
 least ``SNN_MIN_AGREEMENT`` of the samples: onnxruntime accumulates convolutions in another
 order than PyTorch, so a membrane within float rounding of the threshold can fire in one
 runtime and not the other, which moves that sample's logits by a whole weight (seen on a
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -117,15 +118,17 @@ def write_onnx(model: StagedNet, path: str | Path, example: torch.Tensor) -> Non
     ``example`` is ``[B, ...]`` (image input) or ``[T, B, ...]`` (encoded sequence)."""
     net = Unrolled(model, sequence_input=example.dim() == 5)
     batch_axis = 1 if net.sequence_input else 0
-    with io.atomic_path(path) as tmp, warnings.catch_warnings():
+    buf = BytesIO()  # built and checked in memory; only a checked model reaches the disk
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            torch.onnx.export(net, (example,), str(tmp), input_names=["input"], output_names=["logits"],
+            torch.onnx.export(net, (example,), buf, input_names=["input"], output_names=["logits"],
                               dynamic_axes={"input": {batch_axis: "batch"}, "logits": {0: "batch"}},
                               opset_version=OPSET, dynamo=False)
-            onnx.checker.check_model(onnx.load(str(tmp)))
+            onnx.checker.check_model(onnx.load_model_from_string(buf.getvalue()))
         except (RuntimeError, onnx.checker.ValidationError) as e:
             raise SnnkdError(f"ONNX export failed: {str(e).splitlines()[0]}") from None
+    io.write_bytes(path, buf.getvalue())  # atomic; a full disk is one error line, no temp file left
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:

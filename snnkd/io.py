@@ -9,6 +9,7 @@ JSON-like metadata, loaded with ``torch.load(weights_only=True)``: nothing is un
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import io
 import json
@@ -54,9 +55,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
         except OSError as e:
             raise SnnkdError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise SnnkdError(f"cannot write {path}: {e.strerror}") from None  # a writer met a full disk
         raise
 
 
