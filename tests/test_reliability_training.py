@@ -103,6 +103,17 @@ def test_item3_nan_loss_stops_at_the_step(tmp_path, capsys):
     assert not (out / "model.pt").exists() and not (out / "metrics.jsonl").exists()
 
 
+def test_item3_nan_weights_after_the_last_step_are_caught_at_epoch_end(tmp_path, capsys):
+    """Item 3: weights that turn NaN in the epoch's last step (no later loss to show it) are
+    found by the epoch-end check, which names the tensor; nothing is written."""
+    out = tmp_path / "out"
+    with PoisonAfterStep(2):  # the last of epoch 1's 2 steps
+        rc, err = run(pretrain(out, "--epochs", "2"), capsys)
+    (line,) = error_lines(err)
+    assert rc == 2 and "the end of epoch 1" in line and "weight' is not finite" in line, err
+    assert "no epoch completed" in line and not out.exists(), line
+
+
 def test_item3_divergence_keeps_the_last_good_state_for_resume(tmp_path, capsys):
     """Item 3: divergence in epoch 2 keeps epoch 1's state (and its metrics line), writes no
     model; the same command resumes from that state and finishes."""
@@ -112,7 +123,7 @@ def test_item3_divergence_keeps_the_last_good_state_for_resume(tmp_path, capsys)
         rc, err = run(argv, capsys)
     (line,) = error_lines(err)
     assert rc == 2 and "epoch 2, step 2" in line and "state of epoch 1 stays at" in line, err
-    assert not (out / "model.pt").exists() and not (out / "config.yaml").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.jsonl", "train_state.pt"]  # no model, no temp
     state = torch.load(out / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1 and all(math.isfinite(t.float().sum()) for t in state["student"].values())
     rows = [strict_loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
