@@ -79,6 +79,7 @@ class PoisonAfterStep:
 
 # --- item 3: divergence is an error, and no JSON output holds NaN ------------------------------------------
 
+@pytest.mark.slow  # runs a training
 def test_item3_pretrain_lr_1e6_is_an_error_not_a_model(tmp_path):
     """Item 3: ``pretrain --lr 1e6`` exited 0 with 19,994 of 20,000 weights NaN.  Now: one
     error line naming where and the --lr hint, exit 2, no model.pt, metrics or config."""
@@ -92,6 +93,7 @@ def test_item3_pretrain_lr_1e6_is_an_error_not_a_model(tmp_path):
     assert not (out / "metrics.jsonl").exists() and not (out / "train_state.pt").exists()
 
 
+@pytest.mark.slow  # runs a training
 def test_item3_nan_loss_stops_at_the_step(tmp_path, capsys):
     """Item 3: a loss that turns NaN mid-epoch stops the run at that step (not after the epoch)."""
     out = tmp_path / "out"
@@ -103,6 +105,7 @@ def test_item3_nan_loss_stops_at_the_step(tmp_path, capsys):
     assert not (out / "model.pt").exists() and not (out / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow  # runs a training
 def test_item3_nan_weights_after_the_last_step_are_caught_at_epoch_end(tmp_path, capsys):
     """Item 3: weights that turn NaN in the epoch's last step (no later loss to show it) are
     found by the epoch-end check, which names the tensor; nothing is written."""
@@ -114,6 +117,7 @@ def test_item3_nan_weights_after_the_last_step_are_caught_at_epoch_end(tmp_path,
     assert "no epoch completed" in line and not out.exists(), line
 
 
+@pytest.mark.slow  # runs a training
 def test_item3_divergence_keeps_the_last_good_state_for_resume(tmp_path, capsys):
     """Item 3: divergence in epoch 2 keeps epoch 1's state (and its metrics line), writes no
     model; the same command resumes from that state and finishes."""
@@ -133,6 +137,7 @@ def test_item3_divergence_keeps_the_last_good_state_for_resume(tmp_path, capsys)
     assert (out / "model.pt").is_file() and not (out / "train_state.pt").exists()
 
 
+@pytest.mark.slow  # runs a training
 def test_item3_metrics_and_eval_are_strict_json(tmp_path, capsys):
     """Item 3: metrics.jsonl and eval.json held bare ``NaN`` (an empty validation set gave
     ``val_loss: NaN``).  Every line/file now parses as strict JSON; no validation is null."""
@@ -148,6 +153,7 @@ def test_item3_metrics_and_eval_are_strict_json(tmp_path, capsys):
     assert 0 <= strict_loads((tmp_path / "eval.json").read_text())["accuracy"] <= 100
 
 
+@pytest.mark.slow  # runs a training
 def test_item3_evaluate_writes_no_nan(tmp_path, capsys):
     """Item 3: a model whose outputs overflow (finite weights of 1e30: loss NaN) made
     evaluate write ``"loss": NaN`` and exit 0; now it is one error line and no eval.json."""
@@ -220,6 +226,7 @@ def copy_run(killed_run: dict[str, Path], dest: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # runs a training
 def test_item7_resume_with_another_data_root_is_refused(killed_run, tmp_path, capsys):
     """Item 7: resuming with another --data-root trained one model on two datasets; now it
     is refused in one line naming both (resolved) roots, and the state is left as it was."""
@@ -233,6 +240,7 @@ def test_item7_resume_with_another_data_root_is_refused(killed_run, tmp_path, ca
     assert (out / "train_state.pt").read_bytes() == before and not (out / "model.pt").exists()
 
 
+@pytest.mark.slow  # runs a training
 def test_item7_same_data_root_spelled_otherwise_resumes(killed_run, tmp_path, capsys, monkeypatch):
     """Item 7, the control: the same root given relative to the working directory resumes."""
     out = copy_run(killed_run, tmp_path)
@@ -288,6 +296,7 @@ CASES = ["only-format-key", *(f"drop:{k}" for k in ("epoch", "student", "method"
          "scheduler-epoch-str", "threads-str"]
 
 
+@pytest.mark.slow  # runs a training
 @pytest.mark.parametrize("case", CASES)
 def test_item11_state_malformed_is_one_line(killed_run, tmp_path, capsys, case):
     """Item 11: state: a train state with only its format key raised KeyError (traceback);
@@ -307,6 +316,7 @@ def test_item11_state_malformed_is_one_line(killed_run, tmp_path, capsys, case):
 leaf = st.none() | st.booleans() | st.integers(-3, 10**6) | st.floats() | st.text(max_size=3) | st.just(torch.zeros(2))
 
 
+@pytest.mark.slow  # runs a training
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(key=st.sampled_from(["epoch", "student", "method", "optimizer", "scheduler", "rng", "history", "fit",
                             "threads"]),
