@@ -47,6 +47,10 @@ from snnkd.errors import SnnkdError
 
 SHM_DIR = Path("/dev/shm")
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk or quota, in any writer
+# a socket path in the child is BASE/snnkd-lava-XXXXXXXX/tmp/pymp-XXXXXXXX/listener-XXXXXXXX
+# (BASE + 56 bytes) and AF_UNIX allows 107
+MAX_BASE = 48
+LOW_SPACE = 1 << 20  # bytes: less free space than this where a Lava run failed means the disk was full
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -165,14 +169,17 @@ def _run_group(cmd: list[str], env: dict[str, str], timeout: float, log: Path) -
 
 @contextlib.contextmanager
 def _work_dir(work: Path | None) -> Iterator[Path]:
-    """A private directory for one run, removed afterwards (``work``: a caller's directory,
-    in which a private one is made)."""
+    """A private directory for one run, removed afterwards, in ``work`` if given, else in
+    ``TMPDIR``; in ``/tmp`` if that path is so long that the child's ``TMPDIR`` in it would not
+    leave room for multiprocessing's socket paths (Lava's manager then dies with ``EOFError``)."""
+    base = Path(work) if work is not None else Path(tempfile.gettempdir())
     try:
-        if work is not None:
-            Path(work).mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix="snnkd-lava-", dir=work))
+        base.mkdir(parents=True, exist_ok=True)
+        if len(os.fsencode(base.resolve())) > MAX_BASE and os.access("/tmp", os.W_OK | os.X_OK):
+            base = Path("/tmp")  # Lava's manager sockets would not fit (AF_UNIX paths are short)
+        path = Path(tempfile.mkdtemp(prefix="snnkd-lava-", dir=base))
     except OSError as e:
-        raise write_error(work or tempfile.gettempdir(), e) from None
+        raise write_error(base, e) from None
     try:
         yield path
     finally:
@@ -190,9 +197,15 @@ def _failure(status: int, log: Path, work: Path) -> SnnkdError:
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         lines = []
-    if any("No space left on device" in ln or "Disk quota exceeded" in ln for ln in lines):
+    try:
+        free = shutil.disk_usage(work).free
+    except OSError:
+        free = None
+    full = free is not None and free < LOW_SPACE  # Lava's helper processes may die of it with another error
+    if full or any("No space left on device" in ln or "Disk quota exceeded" in ln for ln in lines):
+        said = f"; the run said: {lines[-1].strip()}" if lines and "No space left" not in lines[-1] else ""
         return SnnkdError(f"cannot write {str(work)!r} (the Lava run's temporary files, in TMPDIR): "
-                          f"No space left on device")
+                          f"No space left on device" + (f" ({free // 1024} KiB free{said})" if full else ""))
     if status < 0:
         return SnnkdError(f"the Lava run crashed ({signal.Signals(-status).name})"
                           + (f"; last output: {lines[-1].strip()}" if lines else ""))

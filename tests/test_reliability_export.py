@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,9 +117,20 @@ def one_error_line(err: str) -> str:
 
 
 @pytest.fixture
-def small_fs(tmp_path):
+def short_tmp():
+    """A TMPDIR with a short path: under a long one (pytest's tmp_path) the Lava run moves its
+    directory to /tmp, for multiprocessing's socket paths (AF_UNIX: 107 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="snnkd-t-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def small_fs(short_tmp):
     """A 1 MiB tmpfs (needs root, as here and in CI); ``fill(free_kib)`` leaves that much free."""
-    mnt = tmp_path / "small"
+    mnt = short_tmp / "small"
     mnt.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
     if r.returncode != 0:
@@ -143,12 +155,11 @@ def names_in(mnt: Path) -> list[str]:
 @needs_lava
 @needs_proc
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps(tmp_path, sig) -> None:
+def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps(tmp_path, short_tmp, sig) -> None:
     """Item 5: SIGTERM or SIGINT to ``snnkd export --to lava`` while Lava runs: one line, a
     non-zero exit, no process of the child's session left, no temporary file or directory."""
     model = trained("vgg_tiny")
-    tmpdir, out = tmp_path / "tmp", tmp_path / "lava"
-    tmpdir.mkdir()
+    tmpdir, out = short_tmp, tmp_path / "lava"
     proc = snnkd_popen(["export", "--model", str(model), "--to", "lava", "--out", str(out),
                         "--limit-test", "100", "--timeout", "200"], tmpdir)
     child = None
@@ -172,7 +183,8 @@ def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps
 # ------------------------------------------------------------------------------------------ issue 15
 @needs_lava
 @needs_proc
-def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(tmp_path, monkeypatch) -> None:
+def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(tmp_path, short_tmp,
+                                                                              monkeypatch) -> None:
     """Issue 15: lava_outputs race.  The run's temporary directory must outlive the Lava child:
     when the export is interrupted, by the time the interrupt reaches the caller the child's
     whole group is dead and only then is the directory gone (before, the directory was removed
@@ -180,8 +192,7 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
     from export.lava_pipeline import export_lava
     from snnkd.runtime import load_model
 
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
+    tmpdir = short_tmp
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     monkeypatch.setattr(tempfile, "tempdir", str(tmpdir))
     model, meta = load_model(trained("vgg_tiny"))
@@ -253,13 +264,12 @@ def test_item6_full_disk_nir_onnx_is_one_line_and_leaves_nothing(tmp_path, small
 @needs_lava
 @needs_proc
 @pytest.mark.parametrize("where", ["out", "TMPDIR"])
-def test_item6_full_disk_lava_no_segfault_no_temp_files(tmp_path, small_fs, where) -> None:
+def test_item6_full_disk_lava_no_segfault_no_temp_files(tmp_path, short_tmp, small_fs, where) -> None:
     """Item 6: ``export --to lava`` with ~35 KB free on ``--out``'s disk (HDF5 used to segfault
     there) or on ``TMPDIR`` (the Lava child's files): one line, no crash, nothing left behind."""
     mnt = small_fs(35)
     out = mnt / "lava" if where == "out" else tmp_path / "lava"
-    tmpdir = mnt if where == "TMPDIR" else tmp_path / "tmp"
-    tmpdir.mkdir(exist_ok=True)
+    tmpdir = mnt if where == "TMPDIR" else short_tmp
     proc = snnkd_popen(["export", "--model", str(trained("vgg_tiny")), "--to", "lava", "--out", str(out),
                         "--report", str(tmp_path / "r.json"), "--limit-test", "4", "--timeout", "200"], tmpdir)
     _, err = proc.communicate(timeout=280)
@@ -273,11 +283,10 @@ def test_item6_full_disk_lava_no_segfault_no_temp_files(tmp_path, small_fs, wher
 # ------------------------------------------------------------------------------------------ item 11
 @needs_lava
 @needs_proc
-def test_item11_mode_lava_output_dir_gets_the_umask_mode_and_a_clean_run_leaves_nothing(tmp_path) -> None:
+def test_item11_mode_lava_output_dir_gets_the_umask_mode_and_a_clean_run_leaves_nothing(tmp_path, short_tmp) -> None:
     """Item 11: mode.  The Lava output directory is 0755 and its files 0644 under umask 022
     (not mkdtemp's 0700); a successful run also leaves no process and no temporary file."""
-    tmpdir, out = tmp_path / "tmp", tmp_path / "lava"
-    tmpdir.mkdir()
+    tmpdir, out = short_tmp, tmp_path / "lava"
     proc = snnkd_popen(["export", "--model", str(trained("vgg_tiny")), "--to", "lava", "--out", str(out),
                         "--limit-test", "4", "--timeout", "200"], tmpdir, umask=0o022)
     _, err = proc.communicate(timeout=280)
@@ -288,3 +297,17 @@ def test_item11_mode_lava_output_dir_gets_the_umask_mode_and_a_clean_run_leaves_
         {p.name: oct(p.stat().st_mode & 0o777) for p in files}
     assert leftovers(tmpdir) == [] and leftovers(tmp_path) == []
     assert lava_children_using(tmpdir) == []
+
+
+def test_a_lava_run_under_a_long_tmpdir_moves_to_tmp(tmp_path) -> None:
+    """Under a TMPDIR too long for multiprocessing's AF_UNIX socket paths (Lava's manager died
+    with ``EOFError``), the run's private directory goes to /tmp; it is removed afterwards."""
+    from export import lava_run
+
+    long_dir = tmp_path / ("d" * 60)
+    with lava_run._work_dir(long_dir) as w:
+        assert w.parent == Path("/tmp") and w.name.startswith("snnkd-lava-")
+        assert len(os.fsencode(w / "tmp" / "pymp-abcdefgh" / "listener-abcdefgh")) <= 107
+    assert not w.exists()
+    with lava_run._work_dir(Path("/tmp")) as w:  # a short one is used as it is
+        assert w.parent == Path("/tmp")
