@@ -306,7 +306,8 @@ def _goals(med: dict, models: list[str], Ts: list[int], precisions: list[str]) -
             if 4 in Ts and get("rate", 4, pr) and get("ann", 1, pr):
                 r = get("rate", 4, pr)["step_s"] / get("ann", 1, pr)["step_s"]
                 line(model, f"{pr} rate step at T=4 vs ANN step, time (goal <= 2.4x)", r, r <= 2.4)
-            if 8 in Ts and 1 in Ts and get("rate", 8, pr) and get("rate", 1, pr):
+            if 8 in Ts and 1 in Ts and get("rate", 8, pr) and get("rate", 1, pr) \
+                    and get("rate", 1, pr)["saved_bytes"] > 0:  # NaN (--no-memory): not measured, no line
                 r = get("rate", 8, pr)["saved_bytes"] / get("rate", 1, pr)["saved_bytes"]
                 line(model, f"{pr} rate saved activations T=8 vs T=1 (goal <= 1.2x)", r, r <= 1.2)
 
