@@ -154,9 +154,12 @@ def names_in(mnt: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------ item 5
 @needs_lava
 @needs_proc
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps(tmp_path, short_tmp, sig) -> None:
-    """Item 5: SIGTERM or SIGINT to ``snnkd export --to lava`` while Lava runs: one line, a
+@pytest.mark.parametrize("sig,workers", [(signal.SIGTERM, 2), (signal.SIGINT, 1)],
+                         ids=["SIGTERM-while-Lava-workers-run", "SIGINT-as-the-child-starts"])
+def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps(tmp_path, short_tmp, sig,
+                                                                                 workers) -> None:
+    """Item 5: SIGTERM (once Lava's workers run) or SIGINT (as soon as the Lava child exists;
+    SIGINT with workers running: the issue-15 test) to ``snnkd export --to lava``: one line, a
     non-zero exit, no process of the child's session left, no temporary file or directory."""
     model = trained("vgg_tiny")
     tmpdir, out = short_tmp, tmp_path / "lava"
@@ -164,8 +167,8 @@ def test_item5_signal_during_lava_export_kills_the_child_group_and_removes_temps
                         "--limit-test", "100", "--timeout", "200"], tmpdir)
     child = None
     try:
-        child = lava_child_of(proc.pid, time.monotonic() + 150)
-        assert child is not None, "the Lava child never started its workers"
+        child = lava_child_of(proc.pid, time.monotonic() + 150, workers)
+        assert child is not None, "the Lava child never started (its workers)"
         os.kill(proc.pid, sig)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode != 0
