@@ -53,21 +53,36 @@ class LinearSNN(StagedNet):
         self.feature_info = [{"name": "fc", "channels": 32, "reduction": 1}]
 
 
-def _grads(model: StagedNet, trainer: str, x, y) -> tuple[float, torch.Tensor, dict]:
+def _grads(model: StagedNet, trainer: str, x, y, **opts) -> tuple[float, torch.Tensor, dict]:
     model.train()
     method = build_method("none", model, None, {})
-    out = get_trainer(trainer)(model, None, method, x, y)
+    out = get_trainer(trainer)(model, None, method, x, y, **opts)
     g = torch.cat([p.grad.flatten() for p in model.parameters()])
     running = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
     return out.loss.item(), g, running
 
 
-def _pair(make, T: int, x, y):
+def _pair(make, T: int, x, y, grad: str = "bptt"):
+    """BPTT and rate gradients of one model; ``grad="bptt"``: the rate trainer's BPTT-sized
+    option (its default, ``reference``, divides them by ``T``)."""
     torch.manual_seed(3)
     a = make().set_T(T)
     b = make().set_T(T)
     b.load_state_dict(a.state_dict())
-    return _grads(a, "bptt", x, y), _grads(b, "rate", x, y)
+    return _grads(a, "bptt", x, y), _grads(b, "rate", x, y, grad=grad)
+
+
+@pytest.mark.parametrize("name", ["if-hard", "lif-soft"])
+@pytest.mark.parametrize("T", [2, 4, 8])
+def test_reference_scale_is_bptt_over_T_on_one_layer(digits, name, T):
+    """The default ``grad="reference"`` back-propagates ``loss / T`` as the reference code:
+    on one spiking layer the gradient is BPTT's divided by ``T`` (norm ratio exactly 1/T),
+    and the reported loss is unchanged."""
+    x, y = digits
+    (lb, gb, _), (lr, gr, _) = _pair(lambda: LinearSNN(NEURONS[name]), T, x * 4.0, y, grad="reference")
+    assert lr == pytest.approx(lb, abs=1e-6)
+    assert (gr.norm() / gb.norm()).item() == pytest.approx(1.0 / T, rel=1e-4)
+    torch.testing.assert_close(gr, gb / T, atol=1e-7, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", list(NEURONS))
@@ -157,3 +172,33 @@ def test_rate_trainer_learns_digits_like_bptt(tmp_path):
         accs[trainer] = evaluate_loader(student, loader, torch.device("cpu"))["acc"]
     assert accs["bptt"] > 80 and accs["rate"] > 80, accs
     assert abs(accs["bptt"] - accs["rate"]) < 6.0, accs
+
+
+def test_no_decay_norm_bias_splits_the_parameters():
+    """``--no-decay-norm-bias``: BatchNorm parameters and biases get no weight decay (the
+    reference's ``split_params``); weights of convolutions and linear layers keep it."""
+    from snnkd.train.loop import FitConfig, make_optimizer, param_groups
+
+    model = build("resnet_tiny", NEURONS["if-hard"], 10, 1, 8)
+    named = list(model.named_parameters())
+    cfg = FitConfig(weight_decay=5e-4, decay_norm_bias=False)
+    opt = make_optimizer(param_groups(named, cfg), cfg)
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 5e-4 and free["weight_decay"] == 0.0
+    names = {id(p): n for n, p in named}
+    assert all(p.ndim == 4 or names[id(p)] == "head.fc.weight" for p in decayed["params"])
+    assert {names[id(p)] for p in free["params"]} >= {"stem.1.weight", "stem.1.bias", "head.fc.bias"}
+    assert len(decayed["params"]) + len(free["params"]) == len(named)
+    assert len(make_optimizer(param_groups(named, FitConfig()), FitConfig()).param_groups) == 1
+
+
+def test_rate_grad_option_reaches_only_the_rate_trainer():
+    from snnkd.cli.main import parse_args
+    from snnkd.cli.training import fit_config
+
+    base = ["distill", "--student", "vgg_tiny", "--out", "o", "--dataset", "digits"]
+    a = parse_args([*base, "--trainer", "rate", "--rate-grad", "bptt", "--no-decay-norm-bias"])
+    cfg = fit_config(a, "rate")
+    assert cfg.trainer_options == {"grad": "bptt"} and cfg.decay_norm_bias is False
+    assert fit_config(parse_args(base), "rate").trainer_options == {"grad": "reference"}
+    assert fit_config(parse_args(base), "bptt").trainer_options == {}

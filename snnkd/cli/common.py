@@ -109,6 +109,8 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state", type=Path, default=None,
                    help="resumable training state (default: OUT/train_state.pt); removed after success")
     g.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+    g.add_argument("--no-decay-norm-bias", action="store_true",
+                   help="no weight decay on BatchNorm parameters and biases (as the rate-based reference code)")
 
 
 def add_precision_option(g) -> None:

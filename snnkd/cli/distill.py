@@ -29,6 +29,9 @@ def add_parser(sub) -> None:
                    help="a method hyperparameter (repeatable), e.g. --param tau=4 --param alpha=0.9")
     p.add_argument("--trainer", default=None,
                    help="how gradients are computed: bptt or rate (default: the method's preference, else bptt)")
+    p.add_argument("--rate-grad", choices=["reference", "bptt"], default="reference",
+                   help="rate trainer: gradient scale; reference: BPTT's / T as in the rate-based reference "
+                        "code (default), bptt: BPTT-sized")
     p.add_argument("--out", type=Path, default=None, help="output directory")
     add_data_options(p)
     add_fit_options(p)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from snnkd.paths import check_paths
 from snnkd.runtime import model_meta, save_model
 from snnkd.train import distributed
 from snnkd.train.loop import FitConfig, evaluate_loader, fit
-from snnkd.train.trainers import check_precision
+from snnkd.train.trainers import check_precision, get_trainer
 
 
 def load_data(a: argparse.Namespace):
@@ -39,7 +40,14 @@ def load_data(a: argparse.Namespace):
 def fit_config(a: argparse.Namespace, trainer: str = "bptt") -> FitConfig:
     return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                      momentum=a.momentum, weight_decay=a.weight_decay, seed=a.seed, trainer=trainer,
-                     precision=a.precision, num_workers=a.num_workers, progress=not a.no_progress)
+                     precision=a.precision, num_workers=a.num_workers, progress=not a.no_progress,
+                     trainer_options=trainer_options(a, trainer), decay_norm_bias=not a.no_decay_norm_bias)
+
+
+def trainer_options(a: argparse.Namespace, trainer: str) -> dict:
+    """The keyword options the trainer's step takes (``rate``: ``grad`` from ``--rate-grad``)."""
+    accepted = inspect.signature(get_trainer(trainer)).parameters
+    return {"grad": a.rate_grad} if "grad" in accepted and getattr(a, "rate_grad", None) else {}
 
 
 def run_identity(a: argparse.Namespace, meta: dict) -> dict:

@@ -16,6 +16,7 @@ the run with one error: no model is written and the last complete epoch's state 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import sys
@@ -51,6 +52,8 @@ class FitConfig:
     seed: int = 0
     trainer: str = "bptt"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA): see snnkd.train.trainers.Precision
+    trainer_options: dict = field(default_factory=dict)  # keyword options of the trainer's step (rate: grad)
+    decay_norm_bias: bool = True  # False: no weight decay on BatchNorm parameters and biases
     num_workers: int = 0
     progress: bool = True
     # What is trained (model metadata, data options, teacher file hash): a training state
@@ -95,6 +98,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def param_groups(named: list[tuple[str, torch.nn.Parameter]], cfg: FitConfig) -> list[dict]:
+    """One group with ``cfg.weight_decay``; with ``decay_norm_bias`` off, a second group
+    without it for every one-dimensional parameter (BatchNorm weights and biases, layer
+    biases), as the rate-based reference code's ``split_params`` does."""
+    if cfg.decay_norm_bias:
+        return [{"params": [p for _, p in named]}]
+    decay = [p for _, p in named if p.ndim > 1]
+    rest = [p for _, p in named if p.ndim <= 1]
+    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def make_optimizer(params, cfg: FitConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -134,12 +148,14 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
     """Train ``student`` (and ``method``'s adapters) for ``cfg.epochs``; resume from
     ``state_path`` if it holds a complete earlier epoch.  Returns the metric history."""
     step = get_trainer(cfg.trainer)
+    if cfg.trainer_options:
+        step = functools.partial(step, **cfg.trainer_options)
     student.to(device)
     method.to(device)
     if teacher is not None:
         teacher.to(device)
-    params = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
-    opt = make_optimizer(params, cfg)
+    named = [(n, p) for n, p in [*student.named_parameters(), *method.named_parameters()] if p.requires_grad]
+    opt = make_optimizer(param_groups(named, cfg), cfg)
     prec = Precision(cfg.precision, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     history: list[dict] = []

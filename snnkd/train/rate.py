@@ -187,12 +187,24 @@ class RateContext:
             bn.__dict__.pop("_rate_stats", None)
 
 
+RATE_GRADS: tuple[str, ...] = ("reference", "bptt")
+
+
 @register_trainer("rate")
 def rate_step(student: StagedNet, teacher: StagedNet | None, method: Method, x: torch.Tensor,
-              y: torch.Tensor) -> MethodOutput:
-    """Spike pass (no graph, records), rate pass through ``method``, ``loss.backward()``.
+              y: torch.Tensor, grad: str = "reference") -> MethodOutput:
+    """Spike pass (no graph, records), rate pass through ``method``, backward.
+
+    ``grad = "reference"`` (the default) back-propagates ``loss / T``, as the reference
+    code does (its evaluator returns ``loss.detach() + loss/T - (loss/T).detach()``, on
+    top of the ``1/T`` inside ``e``): gradients are BPTT's divided by ``T``, the scale its
+    learning rates and weight decay are tuned for.  ``grad = "bptt"`` back-propagates the
+    loss itself: BPTT-sized gradients, exactly BPTT's for one layer (see the module
+    docstring).  The loss value the method reports is the same either way.
 
     A student without spiking neurons (an ANN) trains as with ``bptt``."""
+    if grad not in RATE_GRADS:
+        raise SnnkdError(f"rate trainer: grad must be one of {', '.join(RATE_GRADS)}, got {grad!r}")
     if not student.is_spiking:
         return bptt_step(student, teacher, method, x, y)
     ctx = RateContext(student)
@@ -202,7 +214,7 @@ def rate_step(student: StagedNet, teacher: StagedNet | None, method: Method, x: 
             student(x)
         with ctx.rate(), prec.forward():
             out = method(student, teacher, x, y)
-        prec.backward(out.loss)
+        prec.backward(out.loss / student.T if grad == "reference" else out.loss)
     finally:
         ctx.clear()
     return out

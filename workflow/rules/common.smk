@@ -119,6 +119,7 @@ def distill_args(wc) -> str:
         neuron["no_detach_reset"] = not neuron.pop("detach_reset")
     tr = config["trainers"][wc.trainer]
     opts = {"student": s["arch"], "method": m["kind"], "trainer": tr["kind"], "precision": tr.get("precision"),
+            "rate_grad": tr.get("grad"),
             "T": int(wc.T), **neuron, **data_options(wc.dataset, with_test=True), **train,
             "seed": int(wc.seed), "device": config.get("device", "auto")}
     params = " ".join(f"--param {shell_quote(f'{k}={json_value(v)}')}" for k, v in sorted(m.get("params", {}).items()))
