@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from export.deploy import deploy_copy
+from export.lava_run import signals_raise
 from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet
@@ -128,7 +129,8 @@ def write_onnx(model: StagedNet, path: str | Path, example: torch.Tensor) -> Non
             onnx.checker.check_model(onnx.load_model_from_string(buf.getvalue()))
         except (RuntimeError, onnx.checker.ValidationError) as e:
             raise SnnkdError(f"ONNX export failed: {str(e).splitlines()[0]}") from None
-    io.write_bytes(path, buf.getvalue())  # atomic; a full disk is one error line, no temp file left
+    with signals_raise():  # a SIGTERM while writing still removes the temporary file
+        io.write_bytes(path, buf.getvalue())  # atomic; a full disk is one error line, no temp file left
 
 
 def run_onnx(path: str | Path, x: torch.Tensor) -> np.ndarray:

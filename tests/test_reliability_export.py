@@ -138,7 +138,8 @@ def small_fs(short_tmp):
 
     def fill(free_kib: int) -> Path:
         with open(mnt / "fill", "wb") as f:  # tmpfs counts pages: leaves free_kib (+- 4 KiB)
-            f.write(b"\0" * ((1024 - free_kib) * 1024))
+            with contextlib.suppress(OSError):  # free_kib=0: fill it up
+                f.write(b"\0" * ((1024 - free_kib) * 1024))
         return mnt
 
     try:
@@ -246,6 +247,18 @@ def test_issue15_a_missing_result_is_one_error_and_no_process_survives(tmp_path,
 
 
 # ------------------------------------------------------------------------------------------ item 6
+def test_item6_full_disk_energy_is_one_line_and_leaves_nothing(tmp_path, small_fs) -> None:
+    """Item 6: ``snnkd energy`` writing onto a full disk: one ``cannot write`` line, no temp file."""
+    mnt = small_fs(0)
+    proc = snnkd_popen(["energy", "--model", str(trained("vgg_tiny")), "--out", str(mnt / "e.json"),
+                        "--limit-test", "8"], tmp_path)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode not in (0, -signal.SIGSEGV, 139)
+    line = one_error_line(err)
+    assert line.startswith("snnkd: error: cannot write") and "No space left on device" in line, line
+    assert names_in(mnt) == [] and leftovers(tmp_path) == []
+
+
 @pytest.mark.parametrize("target", ["nir", "onnx"])
 def test_item6_full_disk_nir_onnx_is_one_line_and_leaves_nothing(tmp_path, small_fs, target) -> None:
     """Item 6: ``export --to nir|onnx`` onto a full disk: ``cannot write ...: No space left on
