@@ -1,0 +1,101 @@
+"""Does the ``channels_last`` memory format speed up our BPTT training step on the CPU? (issue 12)
+
+    nice python benchmarks/channels_last.py                 # ResNet-18, T = 4, batch 16, fp32 and bf16
+    nice python benchmarks/channels_last.py --steps 8 --threads 2
+
+The step is ``benchmarks/train_step.py``'s (forward under the run's :class:`Precision`,
+cross-entropy, backward, SGD) on our CIFAR ResNet-18 SNN (IF neurons, folded ``[T*B, ...]``
+layout) with a 3x32x32 random batch.  Four configurations, (precision) x (memory format):
+``contiguous`` (NCHW, what snnkd trains with) and ``channels_last`` (the model's 4-d
+weights and the input batch converted with ``.to(memory_format=torch.channels_last)``).
+One process runs them interleaved, a step of each in turn with the order alternating, so
+load changes on a shared machine hit all alike; the median over ``--steps`` is reported
+with the speed-up of ``channels_last`` over ``contiguous`` at the same precision.  A
+product option is worth adding only at a speed-up >= 1.10x (printed MET / NOT MET).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_step import _data, _set_T, _setup, _train_step  # noqa: E402  (the same step as train_step.py)
+
+FORMATS = ("contiguous", "channels_last")
+
+
+def stem_format(net, x) -> str:
+    """Memory format of the first convolution's output (does channels_last propagate?)."""
+    import torch
+
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    seen: list[str] = []
+    h = conv.register_forward_hook(lambda m, i, o: seen.append(
+        "channels_last" if o.is_contiguous(memory_format=torch.channels_last) and not o.is_contiguous()
+        else "contiguous"))
+    with torch.no_grad():
+        net.eval()
+        net(x)
+        net.train()
+    h.remove()
+    return seen[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="resnet18")
+    ap.add_argument("--T", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median)")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    a = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(a.threads)
+    spec = {"model": a.model, "neuron": "if"}
+    x, y = _data(a.batch)
+    setups = {}
+    for fmt in FORMATS:
+        setup = _setup(spec, "bptt", a.T)
+        _set_T(setup[0], "bptt", a.T)
+        if fmt == "channels_last":
+            setup[0].to(memory_format=torch.channels_last)
+        setups[fmt] = setup
+    inputs = {"contiguous": x, "channels_last": x.to(memory_format=torch.channels_last)}
+    print(f"torch {torch.__version__}, {a.model} SNN bptt T={a.T}, batch {a.batch}, {a.threads} threads; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    for fmt in FORMATS:
+        print(f"  {fmt}: first convolution's output is {stem_format(setups[fmt][0], inputs[fmt])}")
+    configs = [(fmt, pr) for pr in a.precision for fmt in FORMATS]
+    times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
+    t_start = time.time()
+    for rep in range(1 + a.steps):  # one warm-up round
+        for fmt, pr in (configs if rep % 2 == 0 else configs[::-1]):
+            t0 = time.perf_counter()
+            _train_step(setups[fmt], inputs[fmt], y, pr)
+            if rep:
+                times[(fmt, pr)].append(time.perf_counter() - t0)
+        print(f"  round {rep + 1}/{1 + a.steps} ({time.time() - t_start:.0f}s)", file=sys.stderr, flush=True)
+    med = {c: statistics.median(v) for c, v in times.items()}
+    print(f"\n| precision | memory format | step ms (median of {a.steps}) | samples/s | speed-up vs contiguous |")
+    print("|---|---|---:|---:|---:|")
+    for fmt, pr in configs:
+        print(f"| {pr} | {fmt} | {med[(fmt, pr)] * 1e3:.0f} | {a.batch / med[(fmt, pr)]:.2f} | "
+              f"{med[('contiguous', pr)] / med[(fmt, pr)]:.2f}x |")
+    print()
+    for pr in a.precision:
+        sp = med[("contiguous", pr)] / med[("channels_last", pr)]
+        print(f"goal: {pr} channels_last BPTT step speed-up >= 1.10x to justify an option: {sp:.2f}x "
+              f"({'MET' if sp >= 1.10 else 'NOT MET'})")
+    print(f"total time {time.time() - t_start:.0f}s, load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
