@@ -74,15 +74,17 @@ def yaml_loads(text: str, source: object = "YAML text") -> Any:
     """Parse ``text`` with :class:`StrictLoader`; any problem is one :class:`SnnkdError`."""
     if len(text) > MAX_YAML_BYTES:
         raise SnnkdError(f"{source} is not valid YAML: larger than {MAX_YAML_BYTES >> 20} MiB")
-    loader = StrictLoader(text)
+    loader = None
     try:
+        loader = StrictLoader(text)  # its reader refuses non-printable characters right here
         return loader.get_single_data()
     except yaml.YAMLError as e:
         raise SnnkdError(f"{source} is not valid YAML: {_first_line(e)}") from None
     except (ValueError, OverflowError, TypeError, RecursionError) as e:  # e.g. date 2020-99-99, a 5000-digit int
         raise SnnkdError(f"{source} is not valid YAML: {_first_line(e)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_yaml_file(path: str | os.PathLike) -> Any:
