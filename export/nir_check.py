@@ -135,6 +135,34 @@ def check_node(name: str, node: nir.NIRNode, path: object) -> None:
             _array(getattr(node, k), f"{w} {k}", (0,), integer=True)
 
 
+def _check_feed_forward(graph: nir.NIRGraph, path: object) -> None:
+    """Inputs to outputs without cycles: every node fed (but inputs), every node feeding (but
+    outputs), and a topological order exists (nirtorch loops forever on a disconnected graph)."""
+    succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    indeg = dict.fromkeys(graph.nodes, 0)
+    for a, b in graph.edges:
+        succ[a].append(b)
+        indeg[b] += 1
+    for name, node in graph.nodes.items():
+        if indeg[name] == 0 and not isinstance(node, nir.Input):
+            raise SnnkdError(f"{path}: node {name!r} has no input edge")
+        if not succ[name] and not isinstance(node, nir.Output):
+            raise SnnkdError(f"{path}: node {name!r} feeds nothing")
+        if isinstance(node, nir.Input) and indeg[name]:
+            raise SnnkdError(f"{path}: input node {name!r} has an incoming edge")
+    ready = [n for n, d in indeg.items() if d == 0]
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        for m in succ[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+    if done != len(graph.nodes):
+        raise SnnkdError(f"{path}: the graph has a cycle (snnkd runs feed-forward graphs)")
+
+
 def check_graph(graph: nir.NIRGraph, path: object) -> None:
     """Every node's attributes (:func:`check_node`), the edges and ``metadata['dt']``."""
     for name, node in graph.nodes.items():
@@ -142,6 +170,7 @@ def check_graph(graph: nir.NIRGraph, path: object) -> None:
     for edge in graph.edges:
         if len(edge) != 2 or any(e not in graph.nodes for e in edge):
             raise SnnkdError(f"{path}: edge {edge!r:.80} names a node the graph lacks")
+    _check_feed_forward(graph, path)
     if "dt" in graph.metadata:
         _array(graph.metadata["dt"], f"{path}: metadata dt", (0,), low=0.0, strict=True)
 
