@@ -361,7 +361,8 @@ def calibrate_thresholds(net: LoihiNet, calib: torch.Tensor, max_shift: float = 
         k = max(1, int(round(max_shift * base)))
         step = max(1, k // 4)  # at most 9 candidates
         best, best_agree = base, -1.0
-        for vth in range(max(1, base - k), min(VTH_MAX, base + k) + 1, step):
+        # the unshifted threshold is always a candidate, so calibration never lowers agreement
+        for vth in sorted({base, *range(max(1, base - k), min(VTH_MAX, base + k) + 1, step)}):
             layer.vth = vth
             agree = float((emulate(net, calib)[layer.name] == ref[layer.name]).to(torch.float64).mean())
             if agree > best_agree + 1e-12 or (abs(agree - best_agree) <= 1e-12 and abs(vth - base) < abs(best - base)):
