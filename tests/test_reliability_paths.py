@@ -316,6 +316,21 @@ def test_interrupt_stays_exit_130(monkeypatch, capsys):
     assert capsys.readouterr().err.splitlines() == ["snnkd: interrupted"]
 
 
+def test_sigterm_turned_interrupt_exits_143(monkeypatch, capsys):
+    """A SIGTERM the Lava runner turns into an interrupt ends as the shell's 128 + 15."""
+    import signal
+
+    import snnkd.cli.plot_blockwise as pb
+    from export.lava_run import Terminated
+
+    def terminated(*_a, **_k):
+        raise Terminated(signal.SIGTERM)
+    monkeypatch.setattr(pb, "plot_blockwise", terminated)
+    monkeypatch.setattr(pb, "check_paths", lambda **_k: {}, raising=False)
+    assert main(["plot-blockwise", "--metrics", "m", "--out", "o"]) == 143
+    assert capsys.readouterr().err.splitlines() == ["snnkd: interrupted"]
+
+
 def test_help_and_version_still_exit_0(capsys):
     for argv in (["--help"], ["--version"], ["--debug", "--version"]):
         with pytest.raises(SystemExit) as e:

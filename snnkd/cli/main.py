@@ -14,6 +14,7 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
 import traceback
 from typing import NoReturn
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(argv)
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into one (export's Lava runner)
+        signum = getattr(e, "signum", signal.SIGINT)
         print("snnkd: interrupted", file=sys.stderr)
-        return 130
+        return 128 + int(signum)
     except Exception as e:  # every error ends as one line; SystemExit (--help, --version) passes
         if debug:
             traceback.print_exc(file=sys.stderr)
