@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from export.loihi_quant import LoihiNet
-from snnkd import io
+from snnkd import io, safeload
 from snnkd.errors import SnnkdError
 
 LAYER_TYPES = {b"input", b"conv", b"dense", b"dense_rec", b"dense_comp", b"flatten"}
@@ -74,6 +74,7 @@ def check_netx(path: str | Path) -> int:
     if not h5py.is_hdf5(path):
         raise SnnkdError(f"{path} is not a netx network (not HDF5; truncated or foreign)")
     try:
+        safeload.check_hdf5(path)  # declared shapes and dtypes bounded before any dataset is read
         with h5py.File(path, "r") as f:
             if "layer" not in f or not isinstance(f["layer"], h5py.Group):
                 raise SnnkdError(f"{path} is an HDF5 file but not a netx network (no 'layer' group)")

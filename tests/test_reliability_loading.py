@@ -322,3 +322,19 @@ def test_yaml_without_aliases_reads_as_safe_load():
 
     text = "a: [1, 2.5, {b: c}]\nd: 2020-01-02\n'e': null\n"
     assert yaml_loads(text) == yaml.safe_load(text)
+
+
+def test_item_8_netx_with_an_unwritten_dataset_is_refused_before_reading(tmp_path):
+    """The same bound guards ``--netx`` files (``check_netx`` reads every weight)."""
+    from export.netx_writer import check_netx
+    from snnkd.errors import SnnkdError
+
+    path = tmp_path / "net.net"
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        g["type"] = b"dense"
+        g["shape"] = [10]
+        g.create_group("neuron")
+        g.create_dataset("weight", shape=(2**14, 2**15), dtype="float32", chunks=(256, 256))
+    with pytest.raises(SnnkdError, match="unwritten"):
+        check_netx(path)
