@@ -136,8 +136,14 @@ def check_node(name: str, node: nir.NIRNode, path: object) -> None:
 
 
 def _check_feed_forward(graph: nir.NIRGraph, path: object) -> None:
-    """Inputs to outputs without cycles: every node fed (but inputs), every node feeding (but
-    outputs), and a topological order exists (nirtorch loops forever on a disconnected graph)."""
+    """One input to one output without cycles: every node fed (but the input), every node
+    feeding (but the output), and a topological order exists (nirtorch loops forever on a
+    disconnected graph, or on the extra inputs and outputs nir.read adds to an edge-less one)."""
+    for kind in (nir.Input, nir.Output):
+        found = [n for n, node in graph.nodes.items() if isinstance(node, kind)]
+        if len(found) != 1:
+            raise SnnkdError(f"{path}: the graph has {len(found)} {kind.__name__} nodes; snnkd runs graphs "
+                             f"with one input and one output")
     succ: dict[str, list[str]] = {n: [] for n in graph.nodes}
     indeg = dict.fromkeys(graph.nodes, 0)
     for a, b in graph.edges:
