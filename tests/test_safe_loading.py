@@ -100,6 +100,12 @@ def source_files() -> list[Path]:
     return sorted(files)
 
 
+# The one reviewed exception: reading MNIST's own pickle needs the pickle module; its
+# Unpickler subclass admits only numpy array reconstruction (tests/test_fetch_mnist.py
+# shows a pickle with code refused).  Exactly these findings are allowed there, no others.
+REVIEWED = {"scripts/fetch_mnist.py": {"imports pickle", "pickle.Unpickler"}}
+
+
 def test_source_tree_loads_nothing_unsafely():
     files = source_files()
     assert any(p.name == "io.py" for p in files), "the scan must cover snnkd/"
@@ -107,8 +113,16 @@ def test_source_tree_loads_nothing_unsafely():
     for p in files:
         text = p.read_text(errors="replace")
         found = python_problems(text) if p.suffix == ".py" else text_problems(text)
-        problems += [f"{p.relative_to(REPO)}:{f}" for f in found]
+        allowed = REVIEWED.get(str(p.relative_to(REPO)), set())
+        problems += [f"{p.relative_to(REPO)}:{f}" for f in found if f.split(": ", 1)[1] not in allowed]
     assert problems == []
+
+
+def test_the_reviewed_unpickler_admits_only_numpy_arrays():
+    text = (REPO / "scripts" / "fetch_mnist.py").read_text()
+    found = {f.split(": ", 1)[1] for f in python_problems(text)}
+    assert found <= REVIEWED["scripts/fetch_mnist.py"]
+    assert "def find_class" in text and "UnpicklingError" in text
 
 
 def test_there_is_a_weights_only_torch_load_to_check():
