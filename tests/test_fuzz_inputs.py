@@ -129,8 +129,13 @@ DATASETS: list[str] = []  # every dataset under /node: node attributes, types, e
 with h5py.File(GOOD_NIR, "r") as _f:
     _f["node"].visititems(lambda name, obj: DATASETS.append(name) if isinstance(obj, h5py.Dataset) else None)
 
+def _cast(a: np.ndarray, dtype: str) -> np.ndarray:
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN or 2**31 cast to int8 is part of the fuzz
+        return a.astype(dtype)
+
+
 arrays = st.one_of(
-    st.builds(lambda shape, dt, fill: np.full(shape, fill).astype(dt),
+    st.builds(lambda shape, dt, fill: _cast(np.full(shape, fill), dt),
               st.lists(st.integers(0, 17), max_size=3).map(tuple),
               st.sampled_from(["float32", "float64", "int64", "int8", "uint8", "bool", "complex64"]),
               st.sampled_from([0, 1, -1, 0.5, 2**31, float("nan"), float("inf"), -float("inf")])),
