@@ -84,7 +84,12 @@ def check_writable(path: str | os.PathLike) -> None:
         raise SnnkdError(f"cannot write {path}: it is a directory")
     if path.exists() and not path.is_file():
         raise SnnkdError(f"cannot write {path}: it exists and is not a regular file")
-    parent = path.parent
+    _check_nearest_dir(path, path.parent)
+
+
+def _check_nearest_dir(path: Path, start: Path) -> None:
+    """The nearest existing directory at or above ``start`` must be one we may write in."""
+    parent = start
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
@@ -301,10 +306,4 @@ def check_dir_writable(path: str | os.PathLike) -> None:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise SnnkdError(f"cannot write {path}: {path} is not a directory")
-    parent = path
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise SnnkdError(f"cannot write {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise SnnkdError(f"cannot write {path}: no write permission in {parent}")
+    _check_nearest_dir(path, path)
