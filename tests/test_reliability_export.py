@@ -103,10 +103,18 @@ def shm_leftovers(pgid: int) -> list[str]:
     return sorted(p.name for p in shm.glob(f"psm_snnkd{pgid}_*")) if shm.is_dir() else []
 
 
+def _default_signals() -> None:
+    """In the child: SIGINT and SIGTERM as a terminal would deliver them.  A test run started
+    in the background by a non-interactive shell inherits SIGINT ignored, and snnkd rightly
+    keeps an ignored signal ignored (as under nohup), which would make the signal tests moot."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def snnkd_popen(args: list[str], tmpdir: Path, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmpdir)}
     return subprocess.Popen([sys.executable, "-m", "snnkd", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+                            stderr=subprocess.PIPE, text=True, env=env, preexec_fn=_default_signals, **kw)
 
 
 def one_error_line(err: str) -> str:
@@ -210,6 +218,7 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
             seen.append(child)
             os.kill(os.getpid(), signal.SIGINT)
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started ignored: see _default_signals
     t = threading.Thread(target=interrupt, daemon=True)
     t.start()
     try:
@@ -221,6 +230,7 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
     finally:
         running.clear()
         t.join(timeout=200)
+        signal.signal(signal.SIGINT, previous)
         kill_survivors(seen[0] if seen else None)
 
 

@@ -32,7 +32,7 @@ from snnkd.runtime import build, model_meta, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 AS_LIMIT = 4 << 30  # the process may map 4 GiB (importing torch needs ~3); a bomb fails, not the machine
-PEAK_RSS_MB = 1200  # the imports alone take ~700 MB; every bomb below would need >= 1.5 GB more
+EXTRA_RSS_MB = 400  # over the same command's cost when it fails at once; every bomb below needs >= 1.5 GB more
 RUNNER = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
@@ -51,6 +51,21 @@ def run_bounded(*argv: object, timeout: float = 120) -> tuple[int, str, int, flo
                           capture_output=True, text=True, timeout=timeout, env=env)
     rss = int(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else -1
     return proc.returncode, proc.stderr.strip(), rss, time.monotonic() - t0
+
+
+_BASE_RSS: list[int] = []
+
+
+def rss_limit() -> int:
+    """Peak RSS (MB) allowed for a refused bomb: what ``evaluate`` of a missing file peaks at
+    in this same environment (the imports: ~850 MB alone, more after a long test session
+    on some machines), plus :data:`EXTRA_RSS_MB`.  Measured once per session."""
+    if not _BASE_RSS:
+        rc, err, rss, _ = run_bounded("evaluate", "--model", REPO / "no-such-model.pt", "--out",
+                                      REPO / "no-such-dir" / "eval.json")
+        assert rc == 2 and rss > 0, err
+        _BASE_RSS.append(rss)
+    return _BASE_RSS[0] + EXTRA_RSS_MB
 
 
 def assert_one_error(rc: int, err: str, *words: str) -> None:
@@ -93,7 +108,7 @@ def test_item_8_yaml_alias_bomb_config(inp, tmp_path):
     rc, err, rss, secs = run_bounded("evaluate", "--config", cfg, "--model", inp / "m.pt",
                                      "--out", tmp_path / "eval.json", timeout=180)
     assert_one_error(rc, err, str(cfg), "YAML aliases are not allowed")
-    assert rss < PEAK_RSS_MB and secs < 60
+    assert rss < rss_limit() and secs < 60
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -122,7 +137,7 @@ def test_item_8_deflate_recompressed_checkpoint(inp, tmp_path):
     assert bomb.stat().st_size < 3 << 20
     rc, err, rss, secs = run_bounded("evaluate", "--model", bomb, "--out", tmp_path / "eval.json")
     assert_one_error(rc, err, "model.pt", "compressed")
-    assert rss < PEAK_RSS_MB and secs < 60
+    assert rss < rss_limit() and secs < 60
     assert not (tmp_path / "eval.json").exists()
 
 
@@ -141,7 +156,7 @@ def test_item_8_checkpoint_meta_with_a_doubling_list(inp, tmp_path, key):
     rc, err, rss, secs = run_bounded("evaluate", "--model", inp / "model.pt", "--out", tmp_path / "eval.json",
                                      timeout=90)
     assert_one_error(rc, err, "model.pt", "refused")
-    assert rss < PEAK_RSS_MB and secs < 60
+    assert rss < rss_limit() and secs < 60
 
 
 @pytest.mark.parametrize("shape", [(2**20, 2**20), (2**14, 2**15)], ids=["4TiB", "2GiB"])
@@ -158,7 +173,7 @@ def test_item_8_nir_with_an_unwritten_chunked_dataset(inp, tmp_path, shape):
     assert bad.stat().st_size < 400 << 10
     rc, err, rss, secs = run_bounded("energy", "--model", inp / "snn.pt", "--nir", bad, "--out", tmp_path / "e.json")
     assert_one_error(rc, err, "bad.nir", "weight")
-    assert rss < PEAK_RSS_MB and secs < 60
+    assert rss < rss_limit() and secs < 60
     assert not (tmp_path / "e.json").exists()
 
 
