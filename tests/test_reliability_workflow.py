@@ -5,7 +5,6 @@ command must really run) or the real schema / config reader the Snakefile uses."
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -20,12 +19,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-snakemake_utils = pytest.importorskip("snakemake.utils")
-from snakemake.exceptions import WorkflowError  # noqa: E402
+pytest.importorskip("snakemake.utils")
+from schema_utils import accepted  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "Snakefile"
-SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 TINY = ROOT / "config" / "test" / "tiny.yaml"
 SAFE_CONFIG = ROOT / "workflow" / "rules" / "safe_config.smk"
 SID = "digits/rt/rt/logit/bptt/T2/seed0"
@@ -260,14 +258,6 @@ def test_item_11_duplicate_key_in_a_json_config_is_refused(tmp_path: Path):
 
 
 # ------------------------------------------------------------- item 11: trailing newline
-
-def accepted(cfg: dict) -> bool:
-    try:
-        snakemake_utils.validate(copy.deepcopy(cfg), str(SCHEMA))
-    except WorkflowError:
-        return False
-    return True
-
 
 def set_in(cfg: dict, where: tuple, value) -> dict:
     node = cfg

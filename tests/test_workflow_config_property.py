@@ -9,7 +9,6 @@ numbers outside their bounds are refused.  Refusal is always Snakemake's Workflo
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -19,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-snakemake_utils = pytest.importorskip("snakemake.utils")
-from snakemake.exceptions import WorkflowError  # noqa: E402
+pytest.importorskip("snakemake.utils")
+from schema_utils import accepted  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -35,14 +34,6 @@ pytestmark = pytest.mark.skipif(not (SCHEMA.is_file() and TINY.is_file()), reaso
 
 def base() -> dict:
     return yaml.safe_load(TINY.read_text())
-
-
-def accepted(cfg: dict) -> bool:
-    try:
-        snakemake_utils.validate(copy.deepcopy(cfg), str(SCHEMA))
-    except WorkflowError:
-        return False
-    return True
 
 
 def rename(cfg: dict, section: str, new: str) -> dict:

@@ -1,0 +1,20 @@
+"""The workflow config schema, checked the way the Snakefile checks it (shared by tests)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from snakemake import utils as snakemake_utils
+from snakemake.exceptions import WorkflowError
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def accepted(cfg: dict) -> bool:
+    """Whether Snakemake's ``validate`` accepts ``cfg`` against the schema (on a copy: it fills defaults)."""
+    try:
+        snakemake_utils.validate(copy.deepcopy(cfg), str(SCHEMA))
+    except WorkflowError:
+        return False
+    return True
