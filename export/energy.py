@@ -27,7 +27,7 @@ import nir
 import torch
 from torch import nn
 
-from export import nir_check as nc
+from snnkd.export import nir_check as nc
 from snnkd.errors import SnnkdError
 from snnkd.ops import conv_synops, count_ops
 

@@ -263,7 +263,7 @@ def _key(name: str) -> str:
 def run_reference(model: StagedNet, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The trained model one step per call on ``x_seq [T, B, ...]``:
     ``(per-step outputs [T, B, K], {layer: spikes [T, B, ...]})``."""
-    from export.deploy import StepNet
+    from snnkd.export.deploy import StepNet
     import copy
     m = copy.deepcopy(model).eval()
     for mod in m.modules():

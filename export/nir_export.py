@@ -1,6 +1,6 @@
 """Export a trained snnkd SNN to NIR with ``nirtorch.torch_to_nir``.
 
-The graph is one time step of the network (:class:`export.deploy.StepNet`, BatchNorm
+The graph is one time step of the network (:class:`snnkd.export.deploy.StepNet`, BatchNorm
 folded); a run over ``T`` steps feeds the same encoded input each step (direct encoding)
 and averages the output node over the steps to get the logits.
 
@@ -31,7 +31,7 @@ import nirtorch
 import numpy as np
 from torch import nn
 
-from export.deploy import StepNet, input_shape, record_shapes, step_net
+from snnkd.export.deploy import StepNet, input_shape, record_shapes, step_net
 from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from export import nir_check as nc
-from export.lava_run import signals_raise
-from export.nir_export import DEFAULT_DT, to_nir, write_nir
+from snnkd.export import nir_check as nc
+from snnkd.export.loihi.run import signals_raise
+from snnkd.export.nir_export import DEFAULT_DT, to_nir, write_nir
 from snnkd.models.base import StagedNet
 
 
@@ -29,7 +29,7 @@ def load_test_inputs(meta: dict, data_root: str | Path, limit: int | None, downl
 def export_nir(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
                dt: float = DEFAULT_DT, third_party: bool = True, seed: int = 0) -> dict:
     """Export ``model`` to ``out`` and return the verification report (a ``SIGTERM`` while
-    writing leaves no temporary file: see :func:`export.lava_run.signals_raise`)."""
+    writing leaves no temporary file: see :func:`snnkd.export.loihi.run.signals_raise`)."""
     graph = to_nir(model, meta, dt)
     with signals_raise():
         write_nir(graph, out)

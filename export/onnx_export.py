@@ -8,7 +8,7 @@ The exported function is the model's whole forward pass:
 * SNN, stochastic encoding: the input is the encoded sequence ``x_seq [T, B, C, H, W]``
   (ONNX random ops cannot be compared), same output.
 
-The graph is that of the BatchNorm-folded model (:func:`export.deploy.deploy_copy`) with
+The graph is that of the BatchNorm-folded model (:func:`snnkd.export.deploy.deploy_copy`) with
 its neurons written in plain tensor ops (:class:`ExportNeuron`, independent of the
 training kernels), and
 the tolerance applies against that same folded model in PyTorch; the error against the
@@ -38,8 +38,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.deploy import deploy_copy
-from export.lava_run import signals_raise
+from snnkd.export.deploy import deploy_copy
+from snnkd.export.loihi.run import signals_raise
 from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet

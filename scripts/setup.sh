@@ -21,7 +21,7 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q -c constraints.txt -e ".[${EXTRAS}]"
   if [[ ",$EXTRAS," == *",lava,"* ]]; then
     # lava-nc 0.10 / lava-dl 0.6 declare Python < 3.11 and stale pins (numpy < 2, torch < 2.4);
-    # those are not real needs (see snnkd/lava_compat.py), so install them without their
+    # those are not real needs (see export/loihi/compat.py), so install them without their
     # metadata's pins; their real dependencies come from the `lava` extra above.
     "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps --ignore-requires-python \
       lava-nc==0.10.0 lava-dl==0.6.0

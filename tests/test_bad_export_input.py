@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from bad_input_utils import expect_error
 
-from export.nir_export import to_nir, write_nir
+from snnkd.export.nir_export import to_nir, write_nir
 from snnkd.neurons import NeuronConfig
 from snnkd.runtime import build, model_meta, save_model
 

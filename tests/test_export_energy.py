@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from export import nir_check as nc
-from export.energy import energies, energy_targets, graph_counts, compare_with_torch
-from export.nir_export import to_nir
-from export.nir_pipeline import load_test_inputs
+from snnkd.export import nir_check as nc
+from snnkd.export.energy import energies, energy_targets, graph_counts, compare_with_torch
+from snnkd.export.nir_export import to_nir
+from snnkd.export.nir_pipeline import load_test_inputs
 from export_models import teacher, trained
 from snnkd.cli.main import main
 from snnkd.runtime import load_model

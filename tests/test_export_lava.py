@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from export import loihi_quant as lq
-from export.lava_pipeline import calibration_inputs, export_lava
-from export.netx_writer import check_netx, write_netx
-from export.nir_export import to_nir, write_nir
-from export.nir_pipeline import load_test_inputs
+from snnkd.export.loihi import quant as lq
+from snnkd.export.loihi.pipeline import calibration_inputs, export_lava
+from snnkd.export.loihi.netx import check_netx, write_netx
+from snnkd.export.nir_export import to_nir, write_nir
+from snnkd.export.nir_pipeline import load_test_inputs
 from export_models import scratch, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
@@ -140,9 +140,9 @@ def test_lava_graph_run_of_a_residual_net(tmp_path) -> None:
 
 @needs_lava
 def test_a_lava_run_past_its_timeout_is_stopped(tmp_path) -> None:
-    from export.lava_run import run_lava
+    from snnkd.export.loihi.run import run_lava
     _, _, net, _, _ = _quantised("vgg_tiny")
-    from export.lava_graph import save_net
+    from snnkd.export.loihi.graph import save_net
     save_net(net, tmp_path)
     x_q = np.zeros((2, net.T, *net.input_shape), np.int32)
     with pytest.raises(SnnkdError, match="did not finish within 1 s"):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from export import nir_check as nc
-from export.deploy import deploy_copy, fold_bn
-from export.nir_export import to_nir, write_nir
-from export.nir_pipeline import export_nir, load_test_inputs
+from snnkd.export import nir_check as nc
+from snnkd.export.deploy import deploy_copy, fold_bn
+from snnkd.export.nir_export import to_nir, write_nir
+from snnkd.export.nir_pipeline import export_nir, load_test_inputs
 from export_models import scratch, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError

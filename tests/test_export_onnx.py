@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from export.nir_pipeline import load_test_inputs
-from export.onnx_export import Unrolled, export_onnx, run_onnx
+from snnkd.export.nir_pipeline import load_test_inputs
+from snnkd.export.onnx_export import Unrolled, export_onnx, run_onnx
 from export_models import scratch, teacher, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError

@@ -146,7 +146,7 @@ arrays = st.one_of(
 @SETTINGS
 @given(name=st.sampled_from(DATASETS), value=st.one_of(arrays, st.just(None)))
 def test_read_nir_returns_a_runnable_graph_or_one_error(name, value):
-    from export.nir_check import nirtorch_module, read_nir
+    from snnkd.export.nir_check import nirtorch_module, read_nir
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "g.nir"

@@ -1,4 +1,4 @@
-"""snnkd.lava_compat: the Python 3.11 fix for Lava is needed, works, and fails loudly."""
+"""snnkd.export.loihi.compat: the Python 3.11 fix for Lava is needed, works, and fails loudly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snnkd import lava_compat
+from snnkd.export.loihi import compat as lava_compat
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(importlib.util.find_spec("lava") is None, reason="Lava not installed")]
@@ -38,7 +38,7 @@ def test_unknown_source_fails_loudly() -> None:
 def test_lava_imports_only_with_the_hook() -> None:
     bare = _py("import lava.magma.compiler.var_model")
     assert bare.returncode != 0 and "mutable default" in bare.stderr
-    fixed = _py("from snnkd import lava_compat; lava_compat.install()\n"
+    fixed = _py("from snnkd.export.loihi import compat as lava_compat; lava_compat.install()\n"
                 "import lava.magma.compiler.var_model as vm\n"
                 "a, b = vm.CoreEncoder(), vm.CoreEncoder()\n"
                 "assert hash(vm.ByteEncoder()) == hash(vm.ByteEncoder()) and a.x == b.x\n"
@@ -48,7 +48,7 @@ def test_lava_imports_only_with_the_hook() -> None:
 
 
 def test_install_after_import_is_refused() -> None:
-    r = _py("from snnkd import lava_compat; lava_compat.install()\n"
+    r = _py("from snnkd.export.loihi import compat as lava_compat; lava_compat.install()\n"
             "import lava.magma.compiler.var_model\n"
             "import sys; sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != '_Finder']\n"
             "lava_compat.install()")

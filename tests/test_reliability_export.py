@@ -55,14 +55,14 @@ def survivors(pgid: int) -> list[int]:
 
 
 def lava_child_of(parent: int, deadline: float, workers: int = 2) -> int | None:
-    """The pid of ``parent``'s ``export.lava_run`` child once its group has ``workers`` live
+    """The pid of ``parent``'s ``snnkd.export.loihi.run`` child once its group has ``workers`` live
     members (Lava's worker processes started); None if that did not happen by ``deadline``."""
     while time.monotonic() < deadline:
         for d in os.listdir("/proc"):
             if not d.isdigit() or (s := _stat(int(d))) is None or s[1] != parent:
                 continue
             with contextlib.suppress(OSError):
-                if b"export.lava_run" in Path(f"/proc/{d}/cmdline").read_bytes() and \
+                if b"snnkd.export.loihi.run" in Path(f"/proc/{d}/cmdline").read_bytes() and \
                         len(survivors(int(d))) >= workers:
                     return int(d)
         time.sleep(0.1)
@@ -78,11 +78,11 @@ def kill_survivors(pgid: int | None) -> None:
 
 
 def lava_children_using(tmpdir: Path) -> list[int]:
-    """Live ``export.lava_run`` processes whose ``TMPDIR`` lies under ``tmpdir``."""
+    """Live ``snnkd.export.loihi.run`` processes whose ``TMPDIR`` lies under ``tmpdir``."""
     found = []
     for d in os.listdir("/proc"):
         with contextlib.suppress(OSError):
-            if d.isdigit() and b"export.lava_run" in Path(f"/proc/{d}/cmdline").read_bytes() \
+            if d.isdigit() and b"snnkd.export.loihi.run" in Path(f"/proc/{d}/cmdline").read_bytes() \
                     and str(tmpdir).encode() in Path(f"/proc/{d}/environ").read_bytes() \
                     and (s := _stat(int(d))) is not None and s[0] not in "ZX":
                 found.append(int(d))
@@ -201,7 +201,7 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
     when the export is interrupted, by the time the interrupt reaches the caller the child's
     whole group is dead and only then is the directory gone (before, the directory was removed
     while the child still ran, which then died on ``lava_outputs.npz``: FileNotFoundError)."""
-    from export.lava_pipeline import export_lava
+    from snnkd.export.loihi.pipeline import export_lava
     from snnkd.runtime import load_model
 
     tmpdir = short_tmp
@@ -240,7 +240,7 @@ def test_issue15_a_missing_result_is_one_error_and_no_process_survives(tmp_path,
     can) is one clear error; its worker is killed and its directory removed on that path too."""
     import numpy as np
 
-    from export import lava_run
+    from snnkd.export.loihi import run as lava_run
 
     pidfile = tmp_path / "worker.pid"
     script = ("import os, subprocess, sys\n"
@@ -328,7 +328,7 @@ def test_item11_mode_lava_output_dir_gets_the_umask_mode_and_a_clean_run_leaves_
 def test_a_lava_run_under_a_long_tmpdir_moves_to_tmp(tmp_path) -> None:
     """Under a TMPDIR too long for multiprocessing's AF_UNIX socket paths (Lava's manager died
     with ``EOFError``), the run's private directory goes to /tmp; it is removed afterwards."""
-    from export import lava_run
+    from snnkd.export.loihi import run as lava_run
 
     long_dir = tmp_path / ("d" * 60)
     with lava_run._work_dir(long_dir) as w:

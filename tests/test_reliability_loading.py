@@ -161,7 +161,7 @@ def test_item_8_checkpoint_meta_with_a_doubling_list(inp, tmp_path, key):
 
 @pytest.mark.parametrize("shape", [(2**20, 2**20), (2**14, 2**15)], ids=["4TiB", "2GiB"])
 def test_item_8_nir_with_an_unwritten_chunked_dataset(inp, tmp_path, shape):
-    from export.nir_export import to_nir, write_nir
+    from snnkd.export.nir_export import to_nir, write_nir
 
     model, meta = snn()
     save_model(inp / "snn.pt", model, meta)
@@ -316,8 +316,8 @@ def test_item_11_complex_tensor_in_training_state(tmp_path):
 # --- controls: good files still load ------------------------------------------------------------------------
 
 def test_good_files_still_load(inp):
-    from export.nir_check import read_nir
-    from export.nir_export import to_nir, write_nir
+    from snnkd.export.nir_check import read_nir
+    from snnkd.export.nir_export import to_nir, write_nir
     from snnkd.runtime import load_model
 
     model, meta = snn()
@@ -341,7 +341,7 @@ def test_yaml_without_aliases_reads_as_safe_load():
 
 def test_item_8_netx_with_an_unwritten_dataset_is_refused_before_reading(tmp_path):
     """The same bound guards ``--netx`` files (``check_netx`` reads every weight)."""
-    from export.netx_writer import check_netx
+    from snnkd.export.loihi.netx import check_netx
     from snnkd.errors import SnnkdError
 
     path = tmp_path / "net.net"

@@ -321,7 +321,7 @@ def test_sigterm_turned_interrupt_exits_143(monkeypatch, capsys):
     import signal
 
     import snnkd.cli.plot_blockwise as pb
-    from export.lava_run import Terminated
+    from snnkd.export.loihi.run import Terminated
 
     def terminated(*_a, **_k):
         raise Terminated(signal.SIGTERM)

@@ -41,10 +41,10 @@ def run(a: argparse.Namespace) -> int:
                 trees={"--data-root": a.data_root}, outputs={"--out": a.out, "--table": table})  # item 10
     import torch
 
-    from export.energy import compare_with_torch, energies, energy_targets, graph_counts, markdown_table
-    from export.nir_check import read_nir
-    from export.nir_export import to_nir
-    from export.nir_pipeline import load_test_inputs
+    from snnkd.export.energy import compare_with_torch, energies, energy_targets, graph_counts, markdown_table
+    from snnkd.export.nir_check import read_nir
+    from snnkd.export.nir_export import to_nir
+    from snnkd.export.nir_pipeline import load_test_inputs
     from snnkd.ops import count_ops
 
     model, meta = load_model(a.model)

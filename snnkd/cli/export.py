@@ -59,7 +59,7 @@ def run(a: argparse.Namespace) -> int:
                 outputs={"--out": None if lava else a.out, "--report": report_path})  # items 1, 2, 10
     model, meta = load_model(a.model)
     if a.to == "nir":
-        from export.nir_pipeline import export_nir, load_test_inputs
+        from snnkd.export.nir_pipeline import export_nir, load_test_inputs
         x, y = load_test_inputs(meta, a.data_root, a.limit_test, a.download)
         report = export_nir(model, meta, a.out, x, y, dt=a.dt, third_party=not a.no_third_party, seed=a.seed)
         nt = report["nirtorch"]
@@ -67,13 +67,13 @@ def run(a: argparse.Namespace) -> int:
         if "spike_agreement" in report.get("spikingjelly", {}):
             summary += f", spikingjelly {report['spikingjelly']['spike_agreement']:.6f}"
     elif a.to == "onnx":
-        from export.nir_pipeline import load_test_inputs
-        from export.onnx_export import export_onnx
+        from snnkd.export.nir_pipeline import load_test_inputs
+        from snnkd.export.onnx_export import export_onnx
         x, y = load_test_inputs(meta, a.data_root, a.limit_test, a.download)
         report = export_onnx(model, meta, a.out, x, y, atol=a.atol, seed=a.seed)
         summary = f"onnxruntime max |error| {report['max_abs_error']:.3g} (tolerance {a.atol:g})"
     else:
-        from export.lava_pipeline import export_lava
+        from snnkd.export.loihi.pipeline import export_lava
         report = export_lava(model, meta, a.out, a.data_root, a.limit_test or 100, calibrate=a.calibrate,
                              timeout=a.timeout, download=a.download, nir_path=a.nir, netx_path=a.netx)
         summary = (f"Lava accuracy {100 * report['accuracy_lava']:.2f}% vs PyTorch "

@@ -1,7 +1,7 @@
 """Run the Loihi network in Lava (``Loihi2SimCfg(select_tag='fixed_pt')``) in a child process.
 
 Lava runs its processes in worker processes, and an error in one of them can hang the
-run instead of failing it; so the run happens in ``python -m export.lava_run`` under a
+run instead of failing it; so the run happens in ``python -m snnkd.export.loihi.run`` under a
 wall-clock limit, in its own session and process group, which :func:`run_lava` kills
 whole (``SIGKILL`` to the group, then waits until no live member is left) on every way
 out: success, error, timeout, ``SIGTERM``/``SIGINT``/``SIGHUP`` to the parent (turned
@@ -18,7 +18,7 @@ removed too.  The results are read only after the child exited 0; a crash, a ful
 or a missing result file is one :class:`SnnkdError` line.
 
 Child: reads the network (``netx`` mode: the netx HDF5 loaded by
-``lava.lib.dl.netx.hdf5.Network``; ``graph`` mode: :func:`export.lava_graph.build_graph`),
+``lava.lib.dl.netx.hdf5.Network``; ``graph`` mode: :func:`snnkd.export.loihi.graph.build_graph`),
 feeds the graded inputs ``x_q [N, T, C, H, W]`` through a ``RingBuffer`` (sample ``k``'s
 step ``t`` at Lava step ``k T + t``), records every layer's spikes and the output
 membrane with ``Monitor`` processes for ``N T + depth`` steps, and writes them to an npz.
@@ -187,7 +187,7 @@ def _work_dir(work: Path | None) -> Iterator[Path]:
 
 
 def _child_command(net_dir: Path, mode: str, inp: Path, out: Path, h5: Path) -> list[str]:
-    return [sys.executable, "-m", "export.lava_run", "--net", str(net_dir), "--mode", mode,
+    return [sys.executable, "-m", "snnkd.export.loihi.run", "--net", str(net_dir), "--mode", mode,
             "--inputs", str(inp), "--out", str(out), "--h5", str(h5)]
 
 
@@ -272,14 +272,14 @@ def _watch_parent() -> None:
 def _child(net_dir: Path, mode: str, inputs: Path, out: Path, h5: Path) -> None:
     _watch_parent()
     _name_shared_memory()
-    from snnkd import lava_compat
+    from snnkd.export.loihi import compat as lava_compat
     lava_compat.install()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
     from lava.proc.monitor.process import Monitor
 
-    from export.lava_graph import INPUT_MESSAGE_BITS, build_graph, load_net, to_xyz
+    from snnkd.export.loihi.graph import INPUT_MESSAGE_BITS, build_graph, load_net, to_xyz
 
     net = load_net(net_dir)
     x_q = np.load(inputs)["x_q"]

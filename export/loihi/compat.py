@@ -13,7 +13,7 @@ is imported, reads its source, replaces exactly that one decorator line and comp
 the result under the original file name.  If the text is not found (another Lava
 version), the import fails loudly with :class:`LavaCompatError` instead of running
 unpatched code.  Nothing in site-packages is edited.  Call :func:`install` before the
-first ``import lava...`` (``export.lava_run`` does).
+first ``import lava...`` (``snnkd.export.loihi.run`` does).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def patch_source(source: str) -> str:
     """Return ``source`` with ``ByteEncoder`` made hashable; raise if the text is absent."""
     if source.count(OLD) != 1:
         raise LavaCompatError(
-            f"snnkd.lava_compat: expected exactly one {OLD!r} in {TARGET}; found {source.count(OLD)}. "
+            f"snnkd.export.loihi.compat: expected exactly one {OLD!r} in {TARGET}; found {source.count(OLD)}. "
             "This Lava version differs from lava-nc 0.10.0, which the fix was written for.")
     return source.replace(OLD, NEW)
 
@@ -73,7 +73,7 @@ def install() -> None:
     if not needed() or any(isinstance(f, _Finder) for f in sys.meta_path):
         return
     if TARGET in sys.modules:
-        raise LavaCompatError(f"{TARGET} was imported before snnkd.lava_compat.install()")
+        raise LavaCompatError(f"{TARGET} was imported before snnkd.export.loihi.compat.install()")
     sys.meta_path.insert(0, _Finder())
 
 

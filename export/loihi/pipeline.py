@@ -8,7 +8,7 @@ only).  Report: accuracy of Lava and of the PyTorch SNN on the same test samples
 prediction agreement, logit error, and per-layer spike agreement of Lava with PyTorch
 (aligned for the one-step delay of every synapse: a layer of depth ``d`` emits the spikes
 of step ``t`` at Lava step ``t + d``) and with the bit-exact emulator
-(:func:`export.loihi_quant.emulate`).
+(:func:`snnkd.export.loihi.quant.emulate`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export import loihi_quant as lq
-from export import nir_check as nc
-from export.lava_graph import save_net
-from export.lava_run import run_lava, signals_raise
-from export.netx_writer import check_netx, write_netx
-from export.nir_export import to_nir, write_nir
-from export.nir_pipeline import load_test_inputs
+from snnkd.export.loihi import quant as lq
+from snnkd.export import nir_check as nc
+from snnkd.export.loihi.graph import save_net
+from snnkd.export.loihi.run import run_lava, signals_raise
+from snnkd.export.loihi.netx import check_netx, write_netx
+from snnkd.export.nir_export import to_nir, write_nir
+from snnkd.export.nir_pipeline import load_test_inputs
 from snnkd.errors import SnnkdError
 from snnkd.io import atomic_dir
 from snnkd.models.base import StagedNet
@@ -52,7 +52,7 @@ def export_lava(model: StagedNet, meta: dict, out: str | Path, data_root, limit:
     """Build, run and compare (see module docstring).  ``nir_path``: build from this NIR
     file; ``netx_path``: run this netx HDF5 as written before (its ``network.json`` beside
     it gives depths and scales) instead of building anew.  A ``SIGTERM``/``SIGINT``/``SIGHUP``
-    stops it as :class:`export.lava_run.Terminated` with the Lava child's group killed and no
+    stops it as :class:`snnkd.export.loihi.run.Terminated` with the Lava child's group killed and no
     temporary file or directory left."""
     with signals_raise():
         return _export_lava(model, meta, Path(out), data_root, limit, calibrate, timeout, download, nir_path,
@@ -93,7 +93,7 @@ def _export_lava(model: StagedNet, meta: dict, out: Path, data_root, limit: int,
 
 def load_net_checked(netx_path: str | Path) -> lq.LoihiNet:
     """A netx file written by this exporter, checked, with its ``network.json`` beside it."""
-    from export.lava_graph import load_net
+    from snnkd.export.loihi.graph import load_net
     n_layers = check_netx(netx_path)
     net = load_net(Path(netx_path).parent)
     if not net.sequential or n_layers != len(net.layers) + 1 + sum(s.flatten for lay in net.layers for s in lay.synapses):

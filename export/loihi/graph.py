@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.loihi_quant import Layer, LoihiNet, Synapse
+from snnkd.export.loihi.quant import Layer, LoihiNet, Synapse
 from snnkd import io
 from snnkd.errors import SnnkdError
 

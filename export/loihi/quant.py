@@ -109,7 +109,7 @@ def _pair(v) -> tuple[int, int]:
 
 
 def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
-    """The Loihi layer graph of a NIR graph exported by :mod:`export.nir_export`."""
+    """The Loihi layer graph of a NIR graph exported by :mod:`snnkd.export.nir_export`."""
     preds: dict[str, list[str]] = {k: [] for k in graph.nodes}
     for s, d in graph.edges:
         preds[d].append(s)

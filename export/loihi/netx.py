@@ -20,7 +20,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from export.loihi_quant import LoihiNet
+from snnkd.export.loihi.quant import LoihiNet
 from snnkd import io, safeload
 from snnkd.errors import SnnkdError
 
