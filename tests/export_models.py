@@ -19,6 +19,7 @@ atexit.register(shutil.rmtree, _ROOT, ignore_errors=True)
 
 RECIPES = {  # a few seconds each on two shared cores
     "vgg_tiny": ["--T", "4", "--epochs", "3", "--lr", "0.05"],
+    "mnist_2conv_s": ["--T", "4", "--epochs", "2", "--lr", "0.05"],  # average pooling between spiking layers
     "resnet_tiny": ["--T", "2", "--epochs", "2", "--optimizer", "adamw", "--lr", "0.01", "--batch-size", "32",
                     "--limit-train", "500"],
 }

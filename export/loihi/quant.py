@@ -119,24 +119,25 @@ def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
         raise SnnkdError("a Loihi network needs exactly one input and one output node")
     in_shape = tuple(int(v) for v in graph.nodes[inputs[0]].input_type["input"])
 
-    def source(name: str) -> tuple[str, bool, float]:
-        """Walk back from a synapse node: (source layer or 'input', flattened, pool area)."""
-        flat, area, node = False, 1.0, name
+    def source(name: str) -> tuple[str, bool, list[Pool]]:
+        """Walk back from a synapse node: (source layer or 'input', flattened, the average
+        poolings passed on the way, nearest first)."""
+        flat, pools, node = False, [], name
         while True:
             if len(preds[node]) != 1:
                 raise SnnkdError(f"node {node} has {len(preds[node])} inputs; Loihi export expects one")
             src = preds[node][0]
             n = graph.nodes[src]
             if isinstance(n, (nir.IF, nir.LIF)):
-                return src, flat, area
+                return src, flat, pools
             if isinstance(n, nir.Input):
-                return "input", flat, area
+                return "input", flat, pools
             if isinstance(n, nir.Flatten):
                 flat = True
             elif isinstance(n, nir.AvgPool2d):
                 if np.any(np.asarray(n.padding) != 0):
                     raise SnnkdError(f"pooling {src} with padding is not supported on Loihi")
-                area *= float(np.prod(n.kernel_size))
+                pools.append(Pool(src, _pair(n.kernel_size), _pair(n.stride)))
             else:
                 raise SnnkdError(f"node {src} ({type(n).__name__}) between layers is not supported on Loihi")
             node = src
@@ -181,22 +182,86 @@ def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
     return net
 
 
+@dataclass(frozen=True)
+class Pool:
+    """An average pooling node met between a neuron layer and a synapse."""
+
+    name: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+
+
+def fold_pool_into_conv(w: np.ndarray, stride: tuple[int, int], padding: tuple[int, int],
+                        pool: Pool, in_hw: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+    """A convolution after a ``k x k`` average pooling (stride ``k``, no padding) as one
+    convolution on the unpooled map, since pooling is linear:
+
+        conv_w(pool(x))[o] = sum_j w[j] (1/k^2) sum_a x[k (s o - p + j) + a]
+                           = sum_m w'[m] x[k s o - k p + m],   w'[m] = w[m // k] / k^2
+
+    so the kernel grows to ``k K`` (each tap repeated ``k x k`` times and divided by
+    ``k^2``), the stride becomes ``k s`` and the padding ``k p``.  Exact when ``k`` divides
+    the unpooled height and width (a padded read of the pooled map then reads padding of
+    the unpooled one, never a remainder row the pooling dropped).  Loihi has no pooling
+    stage, and this keeps the spikes of the layer before the pooling exact: the 1/k^2
+    only moves into the weight scale the quantiser chooses (integer resolution unchanged)."""
+    (kh, kw), (sh, sw) = pool.kernel, pool.stride
+    if (kh, kw) != (sh, sw):
+        raise SnnkdError(f"{pool.name}: average pooling with stride {pool.stride} != kernel {pool.kernel} "
+                         "cannot be folded into the next convolution for Loihi")
+    if in_hw[0] % kh or in_hw[1] % kw:
+        raise SnnkdError(f"{pool.name}: a {kh}x{kw} pooling of a {in_hw[0]}x{in_hw[1]} map drops rows; "
+                         "it cannot be folded into the next convolution for Loihi")
+    folded = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) / (kh * kw)
+    return folded, (stride[0] * kh, stride[1] * kw), (padding[0] * kh, padding[1] * kw)
+
+
+def fold_pool_into_dense(w: np.ndarray, pools: list[Pool], src_shape: tuple[int, ...], name: str) -> np.ndarray:
+    """A linear layer after average poolings (nearest first) as one linear layer on the
+    flattened unpooled ``(C, H, W)`` map: for one ``k x k`` pooling (stride ``k``)
+
+        W'[n, c, h, w] = W[n, c, h // k, w // k] / k^2   (0 for rows/columns the pooling drops)
+
+    Global average pooling is the case ``k = H = W``: ``W'[n, c, h, w] = W[n, c] / (H W)``."""
+    sizes = [tuple(src_shape[1:])]  # map size before each pooling, farthest first
+    for pool in reversed(pools):
+        (kh, kw), (sh, sw) = pool.kernel, pool.stride
+        if (kh, kw) != (sh, sw):
+            raise SnnkdError(f"{pool.name}: average pooling with stride {pool.stride} != kernel {pool.kernel} "
+                             "cannot be folded into the next layer for Loihi")
+        sizes.append((sizes[-1][0] // kh, sizes[-1][1] // kw))
+    c = src_shape[0]
+    if w.shape[1] != c * sizes[-1][0] * sizes[-1][1]:
+        raise SnnkdError(f"{name}: {w.shape[1]} inputs do not match the pooled map {c}x{sizes[-1][0]}x{sizes[-1][1]}")
+    w = w.reshape(w.shape[0], c, *sizes[-1])
+    for pool, hw in zip(pools, reversed(sizes[:-1])):  # nearest pooling first
+        kh, kw = pool.kernel
+        up = np.repeat(np.repeat(w, kh, axis=2), kw, axis=3) / (kh * kw)
+        w = np.zeros(w.shape[:2] + hw)
+        w[:, :, :up.shape[2], :up.shape[3]] = up
+    return w.reshape(w.shape[0], -1)
+
+
 def _synapse(graph, name, source, shapes, layer: Layer) -> Synapse:
     n = graph.nodes[name]
-    src, flat, area = source(name)
+    src, flat, pools = source(name)
     if isinstance(n, nir.Conv2d):
-        if area != 1.0 or flat:
-            raise SnnkdError(f"{name}: pooling before a convolution is not supported on Loihi (use strided convs)")
-        syn = Synapse(src, "conv", np.asarray(n.weight, np.float64), _pair(n.stride), _pair(n.padding),
-                      _pair(n.dilation), int(n.groups))
+        if flat:
+            raise SnnkdError(f"{name}: a flattened input cannot feed a convolution on Loihi")
+        if np.any(np.asarray(n.dilation) != 1) and pools:
+            raise SnnkdError(f"{name}: a dilated convolution after pooling is not supported on Loihi")
+        w, stride, padding = np.asarray(n.weight, np.float64), _pair(n.stride), _pair(n.padding)
+        hw = [shapes[src][1:]]  # the map's size before each pooling, farthest first
+        for pool in reversed(pools[1:]):
+            hw.append(tuple(v // k for v, k in zip(hw[-1], pool.kernel)))
+        for pool, in_hw in zip(pools, reversed(hw)):  # nearest pooling first
+            w, stride, padding = fold_pool_into_conv(w, stride, padding, pool, in_hw)
+        syn = Synapse(src, "conv", w, stride, padding, _pair(n.dilation), int(n.groups))
     elif isinstance(n, nir.Affine):
         w = np.asarray(n.weight, np.float64)
         src_shape = shapes[src]
-        if area != 1.0:  # global average pooling folded into the weights
-            c = src_shape[0]
-            if w.shape[1] != c or area != float(np.prod(src_shape[1:])):
-                raise SnnkdError(f"{name}: only global average pooling can precede a linear layer on Loihi")
-            w = np.repeat(w[:, :, None], int(area), axis=2).reshape(w.shape[0], -1) / area
+        if pools:  # average pooling (global or not) folded into the weights
+            w = fold_pool_into_dense(w, pools, src_shape, name)
             flat = True
         syn = Synapse(src, "dense", w, flatten=flat or len(src_shape) > 1)
     else:
