@@ -15,58 +15,25 @@ For each ``Conv2d`` / ``Linear`` layer, per sample (methods.md section 8):
   the ``1/area`` folded into the next layer's weights) and ``SynOps = sum_i c_i fanout(i)``.
 * fed by real values: ``MACs = FLOPs`` of the layer, once per time step it runs.
 
-Neuron updates = number of neurons x ``T``.  Firing rate of a spiking layer = mean
-spike count per neuron per time step.
+Events (synaptic events on an event-driven chip) = SynOps for a spike input, and
+``sum_i [x_i != 0] fanout(i)`` for a real input (graded spikes).  Neuron updates = number
+of neurons x ``T``.  Firing rate of a spiking layer = mean spike count per neuron per time
+step.  The counts are a :class:`snnkd.energy.Counts`; :func:`snnkd.energy.price` prices them.
 """
 
 from __future__ import annotations
-
-from collections import OrderedDict
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from snnkd.energy import Counts, LayerCounts
 from snnkd.models.base import StagedNet
 from snnkd.neurons import SpikingNeuron
 
-
-@dataclass
-class LayerOps:
-    name: str
-    kind: str
-    synops: float = 0.0
-    macs: float = 0.0
-    spiking_input: bool = False
-    input_rate: float = 0.0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class OpsReport:
-    """Per-sample operation counts for a model over some inputs."""
-
-    layers: "OrderedDict[str, LayerOps]" = field(default_factory=OrderedDict)
-    firing_rates: "OrderedDict[str, float]" = field(default_factory=OrderedDict)
-    neuron_updates: float = 0.0
-    samples: int = 0
-
-    @property
-    def synops(self) -> float:
-        return sum(layer.synops for layer in self.layers.values())
-
-    @property
-    def macs(self) -> float:
-        return sum(layer.macs for layer in self.layers.values())
-
-    def as_dict(self) -> dict:
-        return {"samples": self.samples, "synops": self.synops, "macs": self.macs,
-                "neuron_updates": self.neuron_updates,
-                "layers": [v.as_dict() for v in self.layers.values()],
-                "firing_rates": dict(self.firing_rates)}
+# the counts type lives in snnkd.energy; the old names stay importable
+OpsReport = Counts
+LayerOps = LayerCounts
 
 
 def is_binary(x: torch.Tensor) -> bool:
@@ -106,13 +73,38 @@ def pool_area(module: nn.Module, x: torch.Tensor) -> float | None:
     return None
 
 
+def fanout_sum(x: torch.Tensor, layer: nn.Module) -> float:
+    """``sum_i x_i * fanout(i)`` of ``layer`` for a non-negative ``x`` (spikes, spike counts, or 0/1 masks)."""
+    if isinstance(layer, nn.Conv2d):
+        return conv_synops(x, layer)
+    return float(x.sum()) * layer.out_features
+
+
+def add_layer_counts(rec: LayerCounts, layer: nn.Module, x: torch.Tensor, out: torch.Tensor,
+                     kind: str, area: float, T: int) -> None:
+    """Add one forward of ``layer`` on ``x`` (all rows, all steps) to ``rec``: SynOps and
+    events of spikes (pooled spikes: ``round(x * area)`` spike counts), MACs and events
+    (non-zero values) of a real input, and the one-step dense FLOPs (snnkd.energy)."""
+    flops = layer_macs(x, layer, out)
+    rec.dense_macs += flops / T
+    if kind == "real":
+        rec.macs += flops
+        rec.events += fanout_sum((x != 0).to(x.dtype), layer)
+        return
+    counts = torch.round(x * area) if area != 1.0 else x
+    synops = fanout_sum(counts, layer)
+    rec.synops += synops
+    rec.events += synops
+
+
 @torch.no_grad()
-def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> OpsReport:
-    """Run ``model`` on the given ``(x, y)`` batches and count per-sample operations."""
-    report = OpsReport()
-    handles = []
+def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> Counts:
+    """Run ``model`` on the given ``(x, y)`` batches and count per-sample operations
+    (:class:`snnkd.energy.Counts`, priced by :func:`snnkd.energy.price`)."""
     T = model.T
     spiking = model.is_spiking
+    report = Counts(spiking=spiking, T=T)
+    handles = []
     # tensors that are spikes scaled by 1/scale (pooled or flattened spikes): id -> (tensor, scale)
     scaled: dict[int, tuple[torch.Tensor, float]] = {}
 
@@ -123,20 +115,17 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
 
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            report.layers[name] = LayerOps(name, type(m).__name__)
+            report.layers[name] = LayerCounts(name, type(m).__name__)
 
             def hook(mod, inp, out, name=name):
-                x = inp[0]
-                rec = report.layers[name]
+                x, rec = inp[0], report.layers[name]
                 scale = spike_scale(x)
-                if scale is not None:
-                    counts = torch.round(x * scale) if scale != 1.0 else x
-                    rec.spiking_input = True
-                    rec.synops += conv_synops(counts, mod) if isinstance(mod, nn.Conv2d) else float(
-                        counts.sum()) * mod.out_features
-                    rec.input_rate += float(counts.float().mean() / scale) * x.shape[0]
-                else:
-                    rec.macs += layer_macs(x, mod, out)
+                kind = "real" if scale is None else ("spikes" if scale == 1.0 else "pooled spikes")
+                if rec.input == "real" or kind != "real":
+                    rec.input = kind
+                add_layer_counts(rec, mod, x, out, kind, scale or 1.0, T)
+                if kind != "real":
+                    rec.input_rate += float(torch.round(x * scale).mean() / scale) * x.shape[0]
             handles.append(m.register_forward_hook(hook))
         elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)):
             def phook(mod, inp, out):
@@ -147,19 +136,21 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
             handles.append(m.register_forward_hook(phook))
         elif isinstance(m, SpikingNeuron):
             report.firing_rates[name] = 0.0
+            report.neurons[name] = 0.0
 
             def nhook(mod, inp, out, name=name):
                 report.firing_rates[name] += float(out.mean()) * out.shape[0]
-                report.neuron_updates += float(out.numel())
+                report.neurons[name] += float(out.numel())
             handles.append(m.register_forward_hook(nhook))
     was_training = model.training
     model.eval()
     rows = 0
     try:
         for x, _ in batches:
-            model(x.to(device))
+            logits = model(x.to(device))
             scaled.clear()
             report.samples += len(x)
+            report.output_neurons = float(logits.shape[-1] * T)
             rows += len(x) * T
     finally:
         for h in handles:
@@ -169,17 +160,10 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
     for rec in report.layers.values():
         rec.synops /= n
         rec.macs /= n
+        rec.events /= n
+        rec.dense_macs /= n
         rec.input_rate = rec.input_rate / max(rows, 1) if rec.spiking_input else 0.0
     for k in report.firing_rates:
         report.firing_rates[k] /= max(rows, 1)
-    report.neuron_updates /= n
+        report.neurons[k] /= n
     return report
-
-
-def energy_pj(report: OpsReport, target: dict) -> dict[str, float]:
-    """Energy per sample in pJ for a target ``{"mac_pj", "ac_pj", "neuron_update_pj"?}``:
-    ``E = MACs * mac_pj + SynOps * ac_pj (+ neuron updates * neuron_update_pj)``."""
-    e_mac = report.macs * float(target["mac_pj"])
-    e_ac = report.synops * float(target["ac_pj"])
-    e_neu = report.neuron_updates * float(target.get("neuron_update_pj", 0.0))
-    return {"mac_pj": e_mac, "ac_pj": e_ac, "neuron_pj": e_neu, "total_pj": e_mac + e_ac + e_neu}

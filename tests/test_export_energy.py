@@ -7,9 +7,11 @@ import json
 import pytest
 
 from snnkd.export import nir_check as nc
-from snnkd.export.energy import energies, energy_targets, graph_counts, compare_with_torch
+from snnkd.energy import price
+from snnkd.export.energy import compare_with_torch, energy_targets, graph_counts, price_targets
+from snnkd.ops import count_ops
 from snnkd.export.nir_export import to_nir
-from snnkd.export.nir_pipeline import load_test_inputs
+from snnkd.cli.inputs import model_inputs
 from export_models import teacher, trained
 from snnkd.cli.main import main
 from snnkd.runtime import load_model
@@ -20,42 +22,48 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.mark.parametrize("arch", ["vgg_tiny", "resnet_tiny"])
 def test_graph_counts_match_pytorch_counts(arch: str) -> None:
     model, meta = load_model(trained(arch))
-    x, _ = load_test_inputs(meta, "data", 32)
+    x, _ = model_inputs(meta, "data", "test", 32)
     graph = to_nir(model, meta)
     counts = graph_counts(graph, model.encoder(x, model.T))
     check = compare_with_torch(model, x, counts)
     assert check["max_rel_diff"] < 1e-6 and check["neuron_updates_rel_diff"] == 0.0, check
-    kinds = {r["name"]: r["input"] for r in counts["layers"]}
-    first = counts["layers"][0]
-    assert first["input"] == "real" and first["macs"] > 0 and first["synops"] == 0
-    assert sum(r["synops"] for r in counts["layers"]) > 0
+    kinds = {n: r.input for n, r in counts.layers.items()}
+    first = next(iter(counts.layers.values()))
+    assert first.input == "real" and first.macs > 0 and first.synops == 0 and 0 < first.events <= first.macs
+    assert counts.synops > 0
+    # the PyTorch hooks classify every layer's input the same way as the graph
+    torch_kinds = {nc._key(n): r.input for n, r in count_ops(model, [(x, None)]).layers.items()}
+    assert torch_kinds == {nc._key(n): k for n, k in kinds.items()}
     if arch == "resnet_tiny":
         assert kinds["fc"] == "pooled spikes"
         # pooled input: events = spikes of the last neuron layer x fan-out (10 classes)
         _, spikes = nc.run_reference(model, model.encoder(x, model.T))
         n_spikes = float(spikes["stages_layer2_0_act2"].sum()) / len(x)
-        fc = next(r for r in counts["layers"] if r["name"] == "fc")
-        assert fc["events"] == pytest.approx(10 * n_spikes, rel=1e-6)
+        fc = counts.layers["fc"]
+        assert fc.events == pytest.approx(10 * n_spikes, rel=1e-6)
         # ... and on the digital baseline they are accumulates (SynOps), not MACs
-        assert fc["synops"] == pytest.approx(10 * n_spikes, rel=1e-6) and fc["macs"] == 0
+        assert fc.synops == pytest.approx(10 * n_spikes, rel=1e-6) and fc.macs == 0
     else:
         assert kinds["fc"] == "spikes"
 
 
 def test_energy_formulas_use_the_configured_figures() -> None:
     model, meta = load_model(trained("vgg_tiny"))
-    x, _ = load_test_inputs(meta, "data", 32)
+    x, _ = model_inputs(meta, "data", "test", 32)
     counts = graph_counts(to_nir(model, meta), model.encoder(x, model.T))
     targets = energy_targets()
-    e = energies(counts, targets, teacher_macs=1000.0)
+    tcounts = count_ops(load_model(teacher())[0], [(x, None)])
+    e = price_targets(counts, targets, tcounts)
     c45, lo = targets["cmos45nm"], targets["loihi"]
-    L = counts["layers"]
-    syn, mac, ev = (sum(r[k] for r in L) for k in ("synops", "macs", "events"))
+    L = counts.layers.values()
+    syn, mac, ev = (sum(getattr(r, k) for r in L) for k in ("synops", "macs", "events"))
     assert e["cmos45nm"]["snn_pj"] == pytest.approx(mac * c45["mac_pj"] + syn * c45["ac_pj"])
-    assert e["cmos45nm"]["teacher_pj"] == pytest.approx(1000.0 * c45["mac_pj"])
-    assert e["cmos45nm"]["ann_same_arch_pj"] == pytest.approx(sum(r["ann_macs"] for r in L) * c45["mac_pj"])
-    nu = counts["neuron_updates"] + 10 * model.T
+    assert e["cmos45nm"]["teacher_pj"] == pytest.approx(tcounts.macs * c45["mac_pj"])
+    assert e["cmos45nm"]["ann_same_arch_pj"] == pytest.approx(sum(r.dense_macs for r in L) * c45["mac_pj"])
+    nu = counts.neuron_updates + 10 * model.T
     assert e["loihi"]["snn_pj"] == pytest.approx(ev * lo["ac_pj"] + nu * lo["neuron_update_pj"])
+    assert e["loihi"]["teacher_pj"] is None and price(tcounts, lo)["total_pj"] is None  # no ANN on Loihi
+    assert sum(e["loihi"]["per_layer_pj"].values()) == pytest.approx(ev * lo["ac_pj"])
     assert "Davies" in lo["source"] and "Horowitz" in c45["source"]
 
 

@@ -8,7 +8,8 @@ from torch import nn
 
 from snnkd.models.base import ClassifierHead, StagedNet
 from snnkd.neurons import NeuronConfig, SpikingNeuron
-from snnkd.ops import conv_synops, count_ops, energy_pj
+from snnkd.energy import price
+from snnkd.ops import conv_synops, count_ops
 
 
 def test_conv_synops_all_ones_counts_border_fanout():
@@ -75,8 +76,15 @@ def test_count_ops_matches_hand_computation():
     assert report.synops == pytest.approx(report.layers["stages.s1.0"].synops + report.layers["head.fc"].synops)
     assert report.firing_rates["stem.1"] == pytest.approx(float(s_stem.mean()))
     assert report.neuron_updates == pytest.approx(T * (3 * 36 + 4 * 9))
-    e = energy_pj(report, {"mac_pj": 4.6, "ac_pj": 0.9})
+    e = price(report, {"mac_pj": 4.6, "ac_pj": 0.9})
     assert e["total_pj"] == pytest.approx(report.macs * 4.6 + report.synops * 0.9)
+    # events: spikes as SynOps; the real-valued input as graded spikes (non-zero values x fan-out)
+    nz = (x != 0).float()
+    assert report.layers["stem.0"].events == pytest.approx(T * hand_synops(nz, 3, 3, 1, 1) / B)
+    assert report.layers["stages.s1.0"].events == pytest.approx(report.layers["stages.s1.0"].synops)
+    assert report.layers["stem.0"].dense_macs == pytest.approx(3 * 1 * 9 * 6 * 6)
+    assert report.neurons == {"stem.1": T * 3 * 36, "stages.s1.1": T * 4 * 9}
+    assert report.output_neurons == 5 * T
 
 
 def test_ann_counts_only_macs():
@@ -117,6 +125,7 @@ def test_pooled_spikes_count_as_synops():
     assert conv.spiking_input and conv.macs == 0
     assert conv.synops == pytest.approx(hand_synops(counts, 4, 3, 1, 1) / B)
     fc = report.layers["head.fc"]
-    assert fc.spiking_input and fc.macs == 0
+    assert fc.spiking_input and fc.macs == 0 and fc.input == "pooled spikes"
+    assert fc.events == pytest.approx(fc.synops)
     assert fc.synops == pytest.approx(float(s_stage.sum()) * 5 / B)
     assert fc.input_rate == pytest.approx(float(s_stage.mean()))

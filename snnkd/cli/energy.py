@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live")
     p.add_argument("--download", action="store_true", help="download the dataset if absent")
     p.add_argument("--limit-test", type=positive_int, default=256, help="test samples the counts average over")
+    p.add_argument("--energy-table", type=Path, default=None,
+                   help="YAML of per-target energies (default: the packaged snnkd/resources/energy.yaml)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
     p.set_defaults(func=run, subparser=p)
 
@@ -37,35 +39,40 @@ def run(a: argparse.Namespace) -> int:
     if not a.model or not a.out:
         raise SnnkdError("energy needs --model and --out")
     table = a.table or a.out.with_suffix(".md")
-    check_paths(inputs={"--model": a.model, "--nir": a.nir, "--teacher": a.teacher, "--config": a.config},
+    check_paths(inputs={"--model": a.model, "--nir": a.nir, "--teacher": a.teacher, "--config": a.config,
+                        "--energy-table": a.energy_table},
                 trees={"--data-root": a.data_root}, outputs={"--out": a.out, "--table": table})  # item 10
     import torch
 
-    from snnkd.export.energy import compare_with_torch, energies, energy_targets, graph_counts, markdown_table
+    from snnkd.energy import energy_uj, load_table
+    from snnkd.export.energy import compare_with_torch, graph_counts, markdown_table, price_targets
     from snnkd.export.nir_check import read_nir
     from snnkd.export.nir_export import to_nir
-    from snnkd.export.nir_pipeline import load_test_inputs
+    from snnkd.cli.inputs import model_inputs
     from snnkd.ops import count_ops
 
+    table_figures = load_table(a.energy_table)  # a bad table fails before any work
     model, meta = load_model(a.model)
     if meta["kind"] != "snn":
         raise SnnkdError(f"{a.model} is an ANN; energy takes the SNN student (give the ANN as --teacher)")
     graph = read_nir(a.nir) if a.nir else to_nir(model, meta)
-    x, _ = load_test_inputs(meta, a.data_root, a.limit_test, a.download)
+    x, _ = model_inputs(meta, a.data_root, "test", a.limit_test, a.download)
     torch.manual_seed(a.seed)
     counts = graph_counts(graph, model.encoder(x, model.T))
-    teacher_macs = None
+    tcounts = None
     if a.teacher:
         teacher, tmeta = load_model(a.teacher)
         if tmeta["kind"] != "ann":
             raise SnnkdError(f"{a.teacher} is not an ANN teacher")
         if tmeta["dataset"] != meta["dataset"]:
             raise SnnkdError(f"teacher was trained on {tmeta['dataset']!r}, the student on {meta['dataset']!r}")
-        teacher_macs = count_ops(teacher, [(x, None)]).macs
+        tcounts = count_ops(teacher, [(x, None)])
     result = {"model": str(a.model), "arch": meta["arch"], "dataset": meta["dataset"], "T": meta["T"],
-              "teacher": str(a.teacher) if a.teacher else None, "teacher_macs": teacher_macs,
-              "counts": counts, "torch_check": compare_with_torch(model, x, counts, a.seed),
-              "energy_pj": energies(counts, energy_targets(), teacher_macs), "options": resolved(a)}
+              "teacher": str(a.teacher) if a.teacher else None,
+              "teacher_macs": tcounts.macs if tcounts is not None else None,
+              "counts": counts.as_dict(), "torch_check": compare_with_torch(model, x, counts, a.seed),
+              "energy_uj": energy_uj(counts, table_figures),
+              "energy_pj": price_targets(counts, table_figures, tcounts), "options": resolved(a)}
     io.write_json(a.out, result)
     io.write_text(table, markdown_table(result))
     e = result["energy_pj"]

@@ -14,7 +14,8 @@ from snnkd.cli.common import add_precision_option, device_name, positive_int, re
 from snnkd.data import build_datasets
 from snnkd.errors import SnnkdError
 from snnkd.noise import parse_variant as parse_noise
-from snnkd.ops import count_ops, energy_pj
+from snnkd.energy import energy_uj, load_table
+from snnkd.ops import count_ops
 from snnkd.paths import check_paths
 from snnkd.runtime import load_model
 from snnkd.train.loop import evaluate_loader, pick_device
@@ -48,10 +49,8 @@ def add_parser(sub) -> None:
 
 
 def energy_table(path: Path | None) -> dict:
-    """``--energy-table`` (or the packaged table), every figure a finite number >= 0."""
-    from snnkd.validate import load_energy_table
-
-    return load_energy_table(path)
+    """``--energy-table`` (or the packaged table), checked by :func:`snnkd.energy.load_table`."""
+    return load_table(path)
 
 
 def noise_accuracy(model, dataset: str, a: argparse.Namespace, device: torch.device) -> dict[str, dict]:
@@ -89,6 +88,7 @@ def run(a: argparse.Namespace) -> int:
     model.to(device)
     loader = DataLoader(test, batch_size=a.batch_size, shuffle=False)
     acc = evaluate_loader(model, loader, device, a.precision)
+    torch.manual_seed(a.seed)  # the counts see the same encoding as `snnkd energy` on the same samples
     ops = count_ops(model, itertools.islice(loader, a.ops_batches), device)
     result = {
         "model": str(a.model), "arch": meta["arch"], "kind": meta["kind"], "dataset": meta["dataset"],
@@ -99,7 +99,9 @@ def run(a: argparse.Namespace) -> int:
         "mean_firing_rate": (sum(ops.firing_rates.values()) / len(ops.firing_rates)) if ops.firing_rates else None,
         "firing_rates": dict(ops.firing_rates),
         "layers": [layer.as_dict() for layer in ops.layers.values()],
-        "energy_uj": {name: energy_pj(ops, t)["total_pj"] / 1e6 for name, t in table.items()},
+        "ops_samples": ops.samples, "events": ops.events, "output_neurons": ops.output_neurons,
+        "energy_uj": energy_uj(ops, table),  # snnkd.energy.price, the figure of energy.md too
+        "energy_models": {name: t.get("model", "digital") for name, t in table.items()},
         "energy_sources": {name: t.get("source", "") for name, t in table.items()},
         "options": resolved(a),
     }
