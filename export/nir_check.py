@@ -244,6 +244,13 @@ def spikingjelly_module(graph: nir.NIRGraph) -> nn.Module:
     return import_from_nir(graph, dt=float(graph.metadata.get("dt", 1e-4)))
 
 
+def spikingjelly_neuron_types() -> tuple[type, ...]:
+    """The module types whose outputs are spikes in a :func:`spikingjelly_module` graph
+    (spikingjelly keeps this class private; it is named here only, not in every caller)."""
+    from spikingjelly.activation_based.nir_exchange.from_nir import _NIRStatefulModule
+    return (_NIRStatefulModule,)
+
+
 def _hook_spikes(mods: dict[str, nn.Module], store: dict[str, list[torch.Tensor]]) -> list:
     def make(name: str) -> Callable:
         def hook(mod, inp, out):
@@ -253,10 +260,13 @@ def _hook_spikes(mods: dict[str, nn.Module], store: dict[str, list[torch.Tensor]
     return [m.register_forward_hook(make(n)) for n, m in mods.items()]
 
 
-def _key(name: str) -> str:
+def spike_key(name: str) -> str:
     """Common key for a layer named by torch (``a.b.0``) or by a NIR node (``a_b_0``);
     the model's ``head.`` prefix is dropped (the exported step net holds the head's parts)."""
     return re.sub(r"[._]+", "_", re.sub(r"^head\.", "", name))
+
+
+_key = spike_key  # transitional: export/energy.py is being rewritten in parallel; use spike_key
 
 
 @torch.no_grad()
@@ -265,13 +275,9 @@ def run_reference(model: StagedNet, x_seq: torch.Tensor) -> tuple[torch.Tensor, 
     ``(per-step outputs [T, B, K], {layer: spikes [T, B, ...]})``."""
     from snnkd.export.deploy import StepNet
     import copy
-    m = copy.deepcopy(model).eval()
-    for mod in m.modules():
-        if isinstance(mod, SpikingNeuron):
-            mod.T = 1
-    net = StepNet(m)
+    net = StepNet(copy.deepcopy(model).eval().set_T(1))
     store: dict[str, list[torch.Tensor]] = {}
-    hooks = _hook_spikes({_key(n): mod for n, mod in net.named_modules() if isinstance(mod, SpikingNeuron)}, store)
+    hooks = _hook_spikes({spike_key(n): mod for n, mod in net.named_modules() if isinstance(mod, SpikingNeuron)}, store)
     reset_net(net)
     try:
         ys = torch.stack([net(x_seq[t]) for t in range(x_seq.shape[0])])
@@ -286,7 +292,7 @@ def run_graph_module(gm: nn.Module, x_seq: torch.Tensor, neuron_types: tuple[typ
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A re-imported graph module (``out, state = gm(x, state)``) over ``x_seq``."""
     store: dict[str, list[torch.Tensor]] = {}
-    mods = {_key(n): m for n, m in gm.named_modules() if isinstance(m, neuron_types)}
+    mods = {spike_key(n): m for n, m in gm.named_modules() if isinstance(m, neuron_types)}
     hooks = _hook_spikes(mods, store)
     state = None
     outs = []

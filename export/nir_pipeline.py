@@ -2,7 +2,8 @@
 
 The report holds, for the test inputs: the round trip of nodes and edges through the
 file, the agreement of the ``nirtorch.nir_to_torch`` re-import with the PyTorch SNN, and
-the agreement of a third-party reader (spikingjelly), when installed.
+the agreement of a third-party reader (spikingjelly), when installed.  The caller gives
+the test inputs as tensors (``snnkd.cli.inputs.model_inputs``); no data root reaches here.
 """
 
 from __future__ import annotations
@@ -17,19 +18,11 @@ from snnkd.export.nir_export import DEFAULT_DT, to_nir, write_nir
 from snnkd.models.base import StagedNet
 
 
-def load_test_inputs(meta: dict, data_root: str | Path, limit: int | None, download: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``limit`` test samples (a fixed subset) of the model's dataset: ``(x, y)``."""
-    from snnkd.data import build_datasets
-    _, _, test = build_datasets(meta["dataset"], data_root, 0.0, download, limit_test=limit)
-    xs, ys = zip(*(test[i] for i in range(len(test))))
-    return torch.stack(list(xs)), torch.tensor(ys)
-
-
 def export_nir(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
                dt: float = DEFAULT_DT, third_party: bool = True, seed: int = 0) -> dict:
-    """Export ``model`` to ``out`` and return the verification report (a ``SIGTERM`` while
-    writing leaves no temporary file: see :func:`snnkd.export.loihi.run.signals_raise`)."""
+    """Export ``model`` to ``out`` and return the verification report on the test inputs
+    ``x`` (un-encoded) and labels ``y`` (a ``SIGTERM`` while writing leaves no temporary
+    file: see :func:`snnkd.export.loihi.run.signals_raise`)."""
     graph = to_nir(model, meta, dt)
     with signals_raise():
         write_nir(graph, out)
@@ -49,8 +42,7 @@ def export_nir(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y
     if third_party:
         try:
             sj = nc.spikingjelly_module(back)
-            from spikingjelly.activation_based.nir_exchange.from_nir import _NIRStatefulModule
-            report["spikingjelly"] = nc.agreement(ref, nc.run_graph_module(sj, x_seq, (_NIRStatefulModule,)), y)
+            report["spikingjelly"] = nc.agreement(ref, nc.run_graph_module(sj, x_seq, nc.spikingjelly_neuron_types()), y)
         except nc.SnnkdError as e:  # not installed: the product does not depend on it
             report["spikingjelly"] = {"skipped": str(e)}
         except (ValueError, NotImplementedError) as e:  # installed, but refuses this graph

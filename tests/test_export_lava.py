@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from snnkd.export.loihi import quant as lq
-from snnkd.export.loihi.pipeline import calibration_inputs, export_lava
+from snnkd.export.loihi.pipeline import export_lava
 from snnkd.export.loihi.netx import check_netx, write_netx
 from snnkd.export.nir_export import to_nir, write_nir
-from snnkd.export.nir_pipeline import load_test_inputs
+from snnkd.cli.inputs import model_inputs
 from export_models import scratch, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
@@ -28,7 +28,7 @@ needs_lava = pytest.mark.skipif(importlib.util.find_spec("lava") is None, reason
 def _quantised(arch: str):
     model, meta = load_model(trained(arch))
     net = lq.from_nir(to_nir(model, meta), model.T)
-    calib = calibration_inputs(model, meta, "data", 48)
+    calib = model.encoder(model_inputs(meta, "data", "calibration", 48)[0], model.T)
     return model, meta, net, calib, lq.quantise(net, calib)
 
 
@@ -52,7 +52,7 @@ def test_quantisation_respects_loihi_formats(arch: str) -> None:
 
 def test_fixed_point_tracks_the_float_model() -> None:
     model, meta, net, calib, _ = _quantised("vgg_tiny")
-    x, y = load_test_inputs(meta, "data", 120)
+    x, y = model_inputs(meta, "data", "test", 120)
     xs = model.encoder(x, model.T)
     flt, emu = lq._float_forward(net, xs), lq.emulate(net, xs)
     for layer in net.layers[:-1]:
@@ -114,7 +114,9 @@ def test_cli_bad_inputs_exit_2(tmp_path, capsys) -> None:
 def test_lava_netx_run_is_bit_exact_and_accurate() -> None:
     model, meta = load_model(trained("vgg_tiny"))
     out = scratch()
-    rep = export_lava(model, meta, out, "data", limit=16, timeout=300)
+    x, y = model_inputs(meta, "data", "test", 16)
+    calib = model_inputs(meta, "data", "calibration", 64)[0]
+    rep = export_lava(model, meta, out, x, y, calib, timeout=300)
     assert rep["mode"] == "netx" and (out / "network.net").exists()
     assert rep["output_equals_emulator"]
     assert all(v["agreement_emulator"] == 1.0 for v in rep["layers"].values())

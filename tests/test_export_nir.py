@@ -13,7 +13,8 @@ import torch
 from snnkd.export import nir_check as nc
 from snnkd.export.deploy import deploy_copy, fold_bn
 from snnkd.export.nir_export import to_nir, write_nir
-from snnkd.export.nir_pipeline import export_nir, load_test_inputs
+from snnkd.cli.inputs import model_inputs
+from snnkd.export.nir_pipeline import export_nir
 from export_models import scratch, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
@@ -35,7 +36,7 @@ def test_fold_bn_matches_conv_then_bn() -> None:
 @pytest.mark.parametrize("arch", ["vgg_tiny", "resnet_tiny"])
 def test_nir_round_trip_and_reimport_agree(arch: str) -> None:
     model, meta = load_model(trained(arch))
-    x, y = load_test_inputs(meta, "data", 48)
+    x, y = model_inputs(meta, "data", "test", 48)
     out = scratch() / "m.nir"
     rep = export_nir(model, meta, out, x, y)
     graph = nir.read(str(out))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from snnkd.export.nir_pipeline import load_test_inputs
+from snnkd.cli.inputs import model_inputs
 from snnkd.export.onnx_export import Unrolled, export_onnx, run_onnx
 from export_models import scratch, teacher, trained
 from snnkd.cli.main import main
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.timeout(300)
 def test_onnxruntime_matches_torch(which: str) -> None:
     path = teacher() if which == "teacher" else trained(which)
     model, meta = load_model(path)
-    x, y = load_test_inputs(meta, "data", 100)
+    x, y = model_inputs(meta, "data", "test", 100)
     rep = export_onnx(model, meta, scratch() / "m.onnx", x, y, atol=1e-4)
     assert rep["within_tolerance"], rep
     if which == "teacher":
@@ -37,7 +37,7 @@ def test_onnxruntime_matches_torch(which: str) -> None:
 
 def test_snn_is_unrolled_over_T() -> None:
     model, meta = load_model(trained("vgg_tiny"))
-    x, _ = load_test_inputs(meta, "data", 8)
+    x, _ = model_inputs(meta, "data", "test", 8)
     out = scratch() / "m.onnx"
     export_onnx(model, meta, out, x, torch.zeros(8, dtype=torch.long))
     # the graph holds T copies of every spiking comparison: at T=4, 4 per neuron layer
@@ -52,7 +52,7 @@ def test_poisson_snn_takes_the_encoded_sequence() -> None:
     torch.manual_seed(0)
     model = build("vgg_tiny", NeuronConfig(threshold=0.5), 10, 1, 8, T=3, encoding="poisson", dataset="digits")
     meta = {"dataset": "digits"}
-    x, y = load_test_inputs(meta, "data", 20)
+    x, y = model_inputs(meta, "data", "test", 20)
     rep = export_onnx(model, meta, scratch() / "p.onnx", x, y)
     assert rep["input"].startswith("encoded sequence") and rep["within_tolerance"]
 

@@ -201,6 +201,7 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
     when the export is interrupted, by the time the interrupt reaches the caller the child's
     whole group is dead and only then is the directory gone (before, the directory was removed
     while the child still ran, which then died on ``lava_outputs.npz``: FileNotFoundError)."""
+    from snnkd.cli.inputs import model_inputs
     from snnkd.export.loihi.pipeline import export_lava
     from snnkd.runtime import load_model
 
@@ -223,7 +224,8 @@ def test_issue15_lava_outputs_race_the_child_is_dead_before_its_directory_goes(t
     t.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            export_lava(model, meta, tmp_path / "lava", "data", limit=100, timeout=200)
+            export_lava(model, meta, tmp_path / "lava", *model_inputs(meta, "data", "test", 100),
+                        model_inputs(meta, "data", "calibration", 64)[0], timeout=200)
         assert seen, "the Lava child never started"
         assert survivors(seen[0]) == [], "the Lava child still ran after the export returned"
         assert leftovers(tmpdir) == [] and shm_leftovers(seen[0]) == []

@@ -24,19 +24,11 @@ from snnkd.export.loihi.graph import save_net
 from snnkd.export.loihi.run import run_lava, signals_raise
 from snnkd.export.loihi.netx import check_netx, write_netx
 from snnkd.export.nir_export import to_nir, write_nir
-from snnkd.export.nir_pipeline import load_test_inputs
 from snnkd.errors import SnnkdError
 from snnkd.io import atomic_dir
 from snnkd.models.base import StagedNet
 
-
-def calibration_inputs(model: StagedNet, meta: dict, data_root, n: int, download: bool = False) -> torch.Tensor:
-    """``n`` encoded training samples ``[T, n, C, H, W]`` (never test data)."""
-    from snnkd.data import build_datasets
-    train, _, _ = build_datasets(meta["dataset"], data_root, 0.1, download)
-    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:n].tolist()
-    x = torch.stack([train[i][0] for i in idx])
-    return model.encoder(x, model.T)
+CALIBRATION_SAMPLES = 64  # fewest training samples the quantisation scales are chosen on
 
 
 def lava_layer_spikes(rec: np.ndarray, depth: int, N: int, T: int) -> np.ndarray:
@@ -46,32 +38,35 @@ def lava_layer_spikes(rec: np.ndarray, depth: int, N: int, T: int) -> np.ndarray
     return np.moveaxis(s, (-1, -2, -3), (-3, -2, -1)) if rec.ndim == 4 else s
 
 
-def export_lava(model: StagedNet, meta: dict, out: str | Path, data_root, limit: int, calibrate: int = 0,
-                timeout: int = 600, download: bool = False, nir_path: str | Path | None = None,
-                calib_samples: int = 64, seed: int = 0, netx_path: str | Path | None = None) -> dict:
-    """Build, run and compare (see module docstring).  ``nir_path``: build from this NIR
-    file; ``netx_path``: run this netx HDF5 as written before (its ``network.json`` beside
-    it gives depths and scales) instead of building anew.  A ``SIGTERM``/``SIGINT``/``SIGHUP``
-    stops it as :class:`snnkd.export.loihi.run.Terminated` with the Lava child's group killed and no
+def export_lava(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
+                calib: torch.Tensor | None = None, calibrate: int = 0, timeout: int = 600,
+                nir_path: str | Path | None = None, seed: int = 0, netx_path: str | Path | None = None) -> dict:
+    """Build, run and compare (see module docstring) on the test inputs ``x`` (un-encoded
+    images) and labels ``y``.  ``calib``: un-encoded training images whose encodings set the
+    quantisation scales (:data:`CALIBRATION_SAMPLES` or more; not needed with ``netx_path``);
+    ``calibrate > 0`` also moves thresholds on them.  ``nir_path``: build from this NIR file;
+    ``netx_path``: run this netx HDF5 as written before (its ``network.json`` beside it gives
+    depths and scales) instead of building anew.  A ``SIGTERM``/``SIGINT``/``SIGHUP`` stops it
+    as :class:`snnkd.export.loihi.run.Terminated` with the Lava child's group killed and no
     temporary file or directory left."""
     with signals_raise():
-        return _export_lava(model, meta, Path(out), data_root, limit, calibrate, timeout, download, nir_path,
-                            calib_samples, seed, netx_path)
+        if netx_path is not None:  # checked before anything is written
+            return _run_and_compare(model, Path(out), load_net_checked(netx_path), "netx", x, y, timeout, seed,
+                                    {"netx": str(netx_path)}, Path(netx_path))
+        if calib is None:
+            raise ValueError("export_lava needs a calibration batch unless it runs an earlier netx file")
+        return _build_and_run(model, meta, Path(out), x, y, calib, calibrate, timeout, nir_path, seed)
 
 
-def _export_lava(model: StagedNet, meta: dict, out: Path, data_root, limit: int, calibrate: int, timeout: int,
-                 download: bool, nir_path: str | Path | None, calib_samples: int, seed: int,
-                 netx_path: str | Path | None) -> dict:
-    if netx_path is not None:  # checked before anything is written
-        return _run_and_compare(model, meta, out, load_net_checked(netx_path), "netx", data_root, limit, timeout,
-                                download, seed, {"netx": str(netx_path)}, Path(netx_path))
+def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: torch.Tensor, calib_x: torch.Tensor,
+                   calibrate: int, timeout: int, nir_path: str | Path | None, seed: int) -> dict:
     graph = nc.read_nir(nir_path) if nir_path is not None else to_nir(model, meta)
     T = int(graph.metadata.get("T", model.T))
     if T != model.T:
         raise SnnkdError(f"{nir_path} was exported for T={T}, the model runs T={model.T}")
     net = lq.from_nir(graph, T)
     torch.manual_seed(seed)
-    calib = calibration_inputs(model, meta, data_root, max(calibrate, calib_samples), download)
+    calib = model.encoder(calib_x, T)
     quant = lq.quantise(net, calib)
     shifts = lq.calibrate_thresholds(net, calib) if calibrate > 0 else {}
     mode = "netx" if net.sequential else "graph"
@@ -85,8 +80,7 @@ def _export_lava(model: StagedNet, meta: dict, out: Path, data_root, limit: int,
             check_netx(tmp / "network.net")
         info = {"nir": str(nir_path if nir_path is not None else out / "model.nir"), "quantisation": quant,
                 "calibration": {"samples": calibrate, "vth_shifts": shifts}}
-        result = _run_and_compare(model, meta, tmp, net, mode, data_root, limit, timeout, download, seed, info,
-                                  tmp / "network.net")
+        result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net")
     result["out"] = str(out)
     return result
 
@@ -101,12 +95,11 @@ def load_net_checked(netx_path: str | Path) -> lq.LoihiNet:
     return net
 
 
-def _run_and_compare(model, meta, out: Path, net: lq.LoihiNet, mode: str, data_root, limit: int, timeout: int,
-                     download: bool, seed: int, info: dict, h5: Path) -> dict:
+def _run_and_compare(model: StagedNet, out: Path, net: lq.LoihiNet, mode: str, x: torch.Tensor, y: torch.Tensor,
+                     timeout: int, seed: int, info: dict, h5: Path) -> dict:
     T = net.T
     if T != model.T:
         raise SnnkdError(f"the Loihi network runs T={T}, the model T={model.T}")
-    x, y = load_test_inputs(meta, data_root, limit, download)
     torch.manual_seed(seed)
     x_seq = model.encoder(x, T)
     ref_y, ref_s = nc.run_reference(model, x_seq)
@@ -119,7 +112,7 @@ def _run_and_compare(model, meta, out: Path, net: lq.LoihiNet, mode: str, data_r
     layers = {}
     for layer in net.layers[:-1]:
         s = lava_layer_spikes(rec[f"spikes:{layer.name}"], layer.depth, N, T)
-        r = ref_s[nc._key(layer.name)].numpy()
+        r = ref_s[nc.spike_key(layer.name)].numpy()
         layers[layer.name] = {"depth": layer.depth, "agreement_torch": float((s == r).mean()),
                               "agreement_emulator": float((s == emu[layer.name].numpy()).mean()),
                               "rate_lava": float(s.mean()), "rate_torch": float(r.mean())}
@@ -130,7 +123,7 @@ def _run_and_compare(model, meta, out: Path, net: lq.LoihiNet, mode: str, data_r
     ref_logits = ref_y.mean(0).double()
     acc_lava = float((logits.argmax(1) == y).double().mean())
     acc_torch = float((ref_logits.argmax(1) == y).double().mean())
-    total = sum(np.prod(ref_s[nc._key(lay.name)].shape) for lay in net.layers[:-1])
+    total = sum(np.prod(ref_s[nc.spike_key(lay.name)].shape) for lay in net.layers[:-1])
     return {
         "format": "lava", "out": str(out), "mode": mode, "T": T, "test_samples": N,
         "run_config": "Loihi2SimCfg(select_tag='fixed_pt')", "lava_seconds": float(rec["seconds"]),
@@ -139,7 +132,7 @@ def _run_and_compare(model, meta, out: Path, net: lq.LoihiNet, mode: str, data_r
         "prediction_agreement": float((logits.argmax(1) == ref_logits.argmax(1)).double().mean()),
         "logits_max_abs_error": float((logits - ref_logits).abs().max()),
         "output_equals_emulator": bool((v == emu["v:output"][-1]).all()),
-        "spike_agreement_torch": sum(info["agreement_torch"] * np.prod(ref_s[nc._key(n)].shape)
+        "spike_agreement_torch": sum(info["agreement_torch"] * np.prod(ref_s[nc.spike_key(n)].shape)
                                      for n, info in layers.items()) / max(total, 1),
         "layers": layers, **info,
     }

@@ -1,7 +1,8 @@
 """``snnkd export``: a trained SNN to NIR, ONNX or a Loihi network run in Lava.
 
 Every target writes its artefact atomically and a ``--report`` JSON with the figures
-that verify it against the PyTorch model on the dataset's test inputs.
+that verify it against the PyTorch model on the dataset's test inputs (read here, by
+:func:`snnkd.cli.inputs.model_inputs`; the exporters take tensors).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.cli.common import positive_float, positive_int, resolved
+from snnkd.cli.inputs import model_inputs
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
 from snnkd.runtime import load_model
@@ -58,24 +60,24 @@ def run(a: argparse.Namespace) -> int:
                 trees={"--data-root": a.data_root}, fresh_dirs={"--out": a.out} if lava else None,
                 outputs={"--out": None if lava else a.out, "--report": report_path})  # items 1, 2, 10
     model, meta = load_model(a.model)
+    x, y = model_inputs(meta, a.data_root, "test", a.limit_test or (100 if lava else None), a.download)
     if a.to == "nir":
-        from snnkd.export.nir_pipeline import export_nir, load_test_inputs
-        x, y = load_test_inputs(meta, a.data_root, a.limit_test, a.download)
+        from snnkd.export.nir_pipeline import export_nir
         report = export_nir(model, meta, a.out, x, y, dt=a.dt, third_party=not a.no_third_party, seed=a.seed)
         nt = report["nirtorch"]
         summary = f"nirtorch spike agreement {nt['spike_agreement']:.6f}"
         if "spike_agreement" in report.get("spikingjelly", {}):
             summary += f", spikingjelly {report['spikingjelly']['spike_agreement']:.6f}"
     elif a.to == "onnx":
-        from snnkd.export.nir_pipeline import load_test_inputs
         from snnkd.export.onnx_export import export_onnx
-        x, y = load_test_inputs(meta, a.data_root, a.limit_test, a.download)
         report = export_onnx(model, meta, a.out, x, y, atol=a.atol, seed=a.seed)
         summary = f"onnxruntime max |error| {report['max_abs_error']:.3g} (tolerance {a.atol:g})"
     else:
-        from snnkd.export.loihi.pipeline import export_lava
-        report = export_lava(model, meta, a.out, a.data_root, a.limit_test or 100, calibrate=a.calibrate,
-                             timeout=a.timeout, download=a.download, nir_path=a.nir, netx_path=a.netx)
+        from snnkd.export.loihi.pipeline import CALIBRATION_SAMPLES, export_lava
+        calib = None if a.netx else model_inputs(meta, a.data_root, "calibration", max(a.calibrate, CALIBRATION_SAMPLES),
+                                                 a.download, a.seed)[0]
+        report = export_lava(model, meta, a.out, x, y, calib, calibrate=a.calibrate, timeout=a.timeout,
+                             nir_path=a.nir, netx_path=a.netx, seed=a.seed)
         summary = (f"Lava accuracy {100 * report['accuracy_lava']:.2f}% vs PyTorch "
                    f"{100 * report['accuracy_torch']:.2f}% on {report['test_samples']} samples")
     report = {"model": str(a.model), "arch": meta["arch"], "kind": meta["kind"], **report, "options": resolved(a)}
