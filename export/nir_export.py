@@ -92,8 +92,12 @@ def module_map(net: StepNet, shape: tuple[int, int, int], dt: float) -> dict[typ
     def neuron(m: SpikingNeuron) -> nir.NIRNode:
         return neuron_node(m, shapes[id(m)][0], dt)
 
+    names = {id(m): n for n, m in net.named_modules()}
+
     def unsupported(m: nn.Module) -> nir.NIRNode:
-        raise SnnkdError(f"layer {type(m).__name__} cannot be exported to NIR")
+        why = ("NIR and Loihi have no max pooling; train the student with average pooling or a strided "
+               "convolution" if isinstance(m, nn.MaxPool2d) else "no NIR node expresses it")
+        raise SnnkdError(f"layer {names.get(id(m), '?')!r} ({type(m).__name__}) cannot be exported to NIR: {why}")
 
     out: dict[type, Callable[[nn.Module], nir.NIRNode]] = {
         nn.Conv2d: conv, nn.Linear: linear, nn.AvgPool2d: avgpool, nn.Flatten: flatten, SpikingNeuron: neuron}
