@@ -93,10 +93,10 @@ def compare_with_torch(model, x: torch.Tensor, counts: Counts, seed: int = 0) ->
     largest relative difference per layer against the graph's counts."""
     torch.manual_seed(seed)
     rep = count_ops(model, [(x, None)])
-    by_key = {nc._key(n): r for n, r in counts.layers.items()}
+    by_key = {nc.spike_key(n): r for n, r in counts.layers.items()}
     diffs = {}
     for name, rec in rep.layers.items():
-        key = nc._key(name)
+        key = nc.spike_key(name)
         g = by_key.get(key)
         if g is None:
             raise SnnkdError(f"layer {name} of the model is missing from the exported graph")
