@@ -266,9 +266,6 @@ def spike_key(name: str) -> str:
     return re.sub(r"[._]+", "_", re.sub(r"^head\.", "", name))
 
 
-_key = spike_key  # transitional: export/energy.py is being rewritten in parallel; use spike_key
-
-
 @torch.no_grad()
 def run_reference(model: StagedNet, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The trained model one step per call on ``x_seq [T, B, ...]``:

@@ -32,8 +32,8 @@ def test_graph_counts_match_pytorch_counts(arch: str) -> None:
     assert first.input == "real" and first.macs > 0 and first.synops == 0 and 0 < first.events <= first.macs
     assert counts.synops > 0
     # the PyTorch hooks classify every layer's input the same way as the graph
-    torch_kinds = {nc._key(n): r.input for n, r in count_ops(model, [(x, None)]).layers.items()}
-    assert torch_kinds == {nc._key(n): k for n, k in kinds.items()}
+    torch_kinds = {nc.spike_key(n): r.input for n, r in count_ops(model, [(x, None)]).layers.items()}
+    assert torch_kinds == {nc.spike_key(n): k for n, k in kinds.items()}
     if arch == "resnet_tiny":
         assert kinds["fc"] == "pooled spikes"
         # pooled input: events = spikes of the last neuron layer x fan-out (10 classes)
