@@ -54,7 +54,7 @@ def test_fixed_point_tracks_the_float_model() -> None:
     model, meta, net, calib, _ = _quantised("vgg_tiny")
     x, y = model_inputs(meta, "data", "test", 120)
     xs = model.encoder(x, model.T)
-    flt, emu = lq._float_forward(net, xs), lq.emulate(net, xs)
+    flt, emu = lq.float_forward(net, xs), lq.emulate(net, xs)
     for layer in net.layers[:-1]:
         assert (flt[layer.name] == emu[layer.name]).double().mean() > 0.95
     ref = model(x).argmax(1)
@@ -62,10 +62,10 @@ def test_fixed_point_tracks_the_float_model() -> None:
     assert (pred == ref).double().mean() >= 0.95
     # calibration moves thresholds only where it raises agreement on the calibration set
     calib = calib[:, :16]
-    before = {lay.name: float((lq.emulate(net, calib)[lay.name] == lq._float_forward(net, calib)[lay.name])
+    before = {lay.name: float((lq.emulate(net, calib)[lay.name] == lq.float_forward(net, calib)[lay.name])
                               .double().mean()) for lay in net.layers[:-1]}
     lq.calibrate_thresholds(net, calib)
-    after_emu, after_flt = lq.emulate(net, calib), lq._float_forward(net, calib)
+    after_emu, after_flt = lq.emulate(net, calib), lq.float_forward(net, calib)
     first = net.layers[0].name
     assert float((after_emu[first] == after_flt[first]).double().mean()) >= before[first]
 

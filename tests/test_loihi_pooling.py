@@ -65,7 +65,7 @@ def test_folded_graph_follows_the_pytorch_snn():
     convs = [s for lay in net.layers for s in lay.synapses if s.kind == "conv"]
     assert [s.stride for s in convs] == [(1, 1), (2, 2)] and convs[1].weight.shape[-1] == 6  # 3x3 after 2x2 pool
     x = torch.rand(16, *net.input_shape, generator=torch.Generator().manual_seed(0))
-    flt = lq._float_forward(net, model.encoder(x, model.T))
+    flt = lq.float_forward(net, model.encoder(x, model.T))
     with torch.no_grad():
         ref = model(x)
     got = flt["v:output"][-1] / model.T  # the output membrane sums W s_t + b over the T steps

@@ -321,7 +321,7 @@ def quantise(net: LoihiNet, calib: torch.Tensor | None = None) -> dict:
     xmax = float(calib.abs().max()) if calib is not None else 3.0
     net.input_bits = max(0, min(7, int(math.floor(math.log2(127.0 / max(xmax, 1e-6))))))
     in_scale = {"input": 2.0 ** net.input_bits}
-    float_spikes = _float_forward(net, calib) if calib is not None else None
+    float_spikes = float_forward(net, calib) if calib is not None else None
     summary = {}
     for layer in net.layers:
         cands = [WEIGHT_MAX * in_scale.get(s.src, 1.0) / max(np.abs(s.weight).max(), 1e-12) for s in layer.synapses]
@@ -360,7 +360,7 @@ def _bias_view(layer: Layer, like: torch.Tensor, b: np.ndarray | None = None) ->
 
 
 @torch.no_grad()
-def _float_forward(net: LoihiNet, x_seq: torch.Tensor) -> dict[str, torch.Tensor]:
+def float_forward(net: LoihiNet, x_seq: torch.Tensor) -> dict[str, torch.Tensor]:
     """The float model on the layer graph (``h = beta v + W s + b``, spike ``h > theta``,
     reset to 0): spikes and synaptic currents per layer, ``[T, B, ...]``."""
     return _run(net, x_seq.to(torch.float64), quantised=False)
@@ -416,7 +416,7 @@ def calibrate_thresholds(net: LoihiNet, calib: torch.Tensor, max_shift: float = 
 
     Rounding weights to 8 bits shifts each neuron's mean input slightly; a shared
     threshold offset compensates the part of it that is common to the layer."""
-    ref = _float_forward(net, calib)
+    ref = float_forward(net, calib)
     shifts: dict[str, int] = {}
     calib = calib.to(torch.float64)
     for layer in net.layers:
