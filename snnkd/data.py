@@ -1,4 +1,5 @@
-"""Dataset registry: torchvision datasets and transforms, plus scikit-learn digits.
+"""Dataset registry (:data:`DATASETS`): torchvision datasets and transforms, scikit-learn digits,
+CIFAR10-DVS; plugins add theirs with :func:`register_dataset` (entry-point group ``snnkd.datasets``).
 
 Every dataset returns ``(train, val, test)`` splits.  The validation split is a fixed
 fraction of the training set chosen by a fixed generator (seed 0), so it is the same
@@ -9,7 +10,7 @@ layout torchvision expects.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +22,10 @@ from torchvision.transforms import v2
 
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.registry import Registry
 
+Splits = tuple[Dataset, Dataset, Dataset]
+SplitFn = Callable[[Path, Callable, Callable, bool], Splits]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -34,6 +38,21 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     layout: str  # the on-disk layout expected under the data root, for error messages
+    splits: SplitFn | None = field(default=None, repr=False, compare=False)  # set by register_dataset
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", group="snnkd.datasets")
+INFO = DATASETS  # the former name: a mapping dataset name -> DatasetInfo
+
+
+def register_dataset(info: DatasetInfo) -> Callable[[SplitFn], SplitFn]:
+    """Decorator: register dataset ``info.name`` whose data comes from the decorated
+    ``splits(root, train_transform, test_transform, download) -> (train, train_eval, test)``
+    (the training set with training / test-time transforms, and the test set)."""
+    def deco(fn: SplitFn) -> SplitFn:
+        DATASETS.add(info.name, replace(info, splits=fn))
+        return fn
+    return deco
 
 
 class DigitsDataset(Dataset):
@@ -61,35 +80,6 @@ class DigitsDataset(Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.targets[i])
-
-
-INFO: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, 1, 8, (0.3,), (0.38,), "none (ships with scikit-learn)"),
-    "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,),
-                         "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,),
-                                 "<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte "
-                                 "(or Debian's dataset-fashion-mnist package)"),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            "<root>/cifar-100-python/{train,test,meta}"),
-    "cifar10_dvs": DatasetInfo("cifar10_dvs", 10, 2, 48, (0.0, 0.0), (1.0, 1.0),
-                               "<root>/CIFAR10DVS/<class>/*.aedat4 (tonic; optional extra snnkd[dvs])"),
-    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
-                            "<root>/{train,val}/<wnid>/*.JPEG (ImageFolder layout), or torchvision's "
-                            "<root>/ILSVRC2012_devkit_t12.tar.gz + ILSVRC2012_img_{train,val}.tar"),
-}
-
-
-def list_datasets() -> list[str]:
-    return sorted(INFO)
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in INFO:
-        raise SnnkdError(f"unknown dataset {name!r}; choose one of {', '.join(list_datasets())}")
-    return INFO[name]
 
 
 def build_transforms(info: DatasetInfo, train: bool, normalize: bool = True, autoaugment: bool = False,
@@ -130,31 +120,67 @@ def _fashion_from_debian(root: Path) -> None:
                 io.write_stream(dst, fi)  # a unique temporary name: parallel jobs may do this at once
 
 
-def _torchvision(name: str, root: Path, train: bool, transform, download: bool) -> Dataset:
-    info = INFO[name]
-    try:
-        if name == "mnist":
-            return tvd.MNIST(root, train=train, transform=transform, download=download)
-        if name == "fashion_mnist":
-            _fashion_from_debian(root)
-            return tvd.FashionMNIST(root, train=train, transform=transform, download=download)
-        if name == "cifar10":
-            return tvd.CIFAR10(root, train=train, transform=transform, download=download)
-        if name == "cifar100":
-            return tvd.CIFAR100(root, train=train, transform=transform, download=download)
-        if name == "imagenet":
-            if (root / "ILSVRC2012_devkit_t12.tar.gz").is_file() or (root / "meta.bin").is_file():
-                # torchvision's layout: the archives are unpacked into <root>/{train,val} once
-                return tvd.ImageNet(root, split="train" if train else "val", transform=transform)
-            split = root / ("train" if train else "val")
-            if not split.is_dir():
-                raise RuntimeError(f"{split} missing")
-            return tvd.ImageFolder(split, transform=transform)
-    except (RuntimeError, OSError) as e:
-        how = "download failed or is off" if download else "download is off"
-        raise SnnkdError(f"dataset {name!r} not found under {root} ({how}: {str(e).splitlines()[0]}); "
-                         f"expected layout: {info.layout}") from None
-    raise SnnkdError(f"unknown dataset {name!r}")
+def _torchvision(cls: Callable[..., Dataset], prepare: Callable[[Path], None] | None = None) -> SplitFn:
+    """The splits of a torchvision dataset class taking ``train=``."""
+    def splits(root: Path, t_train: Callable, t_test: Callable, download: bool) -> Splits:
+        if prepare is not None:
+            prepare(root)
+        return (cls(root, train=True, transform=t_train, download=download),
+                cls(root, train=True, transform=t_test, download=download),
+                cls(root, train=False, transform=t_test, download=download))
+    return splits
+
+
+@register_dataset(DatasetInfo("digits", 10, 1, 8, (0.3,), (0.38,), "none (ships with scikit-learn)"))
+def _digits(root: Path, t_train: Callable, t_test: Callable, download: bool) -> Splits:
+    return DigitsDataset(True, t_train), DigitsDataset(True, t_test), DigitsDataset(False, t_test)
+
+
+register_dataset(DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,),
+                             "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"))(
+    _torchvision(tvd.MNIST))
+register_dataset(DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,),
+                             "<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte "
+                             "(or Debian's dataset-fashion-mnist package)"))(
+    _torchvision(tvd.FashionMNIST, _fashion_from_debian))
+register_dataset(DatasetInfo("cifar10", 10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                             "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"))(
+    _torchvision(tvd.CIFAR10))
+register_dataset(DatasetInfo("cifar100", 100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                             "<root>/cifar-100-python/{train,test,meta}"))(
+    _torchvision(tvd.CIFAR100))
+
+
+@register_dataset(DatasetInfo("cifar10_dvs", 10, 2, 48, (0.0, 0.0), (1.0, 1.0),
+                              "<root>/CIFAR10DVS/<class>/*.aedat4 (tonic; optional extra snnkd[dvs])"))
+def _cifar10_dvs(root: Path, t_train: Callable, t_test: Callable, download: bool) -> Splits:
+    """Event frames ``[F, 2, H, W]`` through tonic (:mod:`snnkd.dvs`); no image transforms."""
+    from snnkd.dvs import cifar10_dvs
+    train, test = cifar10_dvs(root, download)
+    return train, train, test
+
+
+@register_dataset(DatasetInfo("imagenet", 1000, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                              "<root>/{train,val}/<wnid>/*.JPEG (ImageFolder layout), or torchvision's "
+                              "<root>/ILSVRC2012_devkit_t12.tar.gz + ILSVRC2012_img_{train,val}.tar"))
+def _imagenet(root: Path, t_train: Callable, t_test: Callable, download: bool) -> Splits:
+    def one(train: bool, transform: Callable) -> Dataset:
+        if (root / "ILSVRC2012_devkit_t12.tar.gz").is_file() or (root / "meta.bin").is_file():
+            # torchvision's layout: the archives are unpacked into <root>/{train,val} once
+            return tvd.ImageNet(root, split="train" if train else "val", transform=transform)
+        split = root / ("train" if train else "val")
+        if not split.is_dir():
+            raise RuntimeError(f"{split} missing")
+        return tvd.ImageFolder(split, transform=transform)
+    return one(True, t_train), one(True, t_test), one(False, t_test)
+
+
+def list_datasets() -> list[str]:
+    return DATASETS.names()
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    return DATASETS[name]
 
 
 def build_datasets(name: str, root: str | Path = "data", val_fraction: float = 0.1, download: bool = False,
@@ -167,16 +193,13 @@ def build_datasets(name: str, root: str | Path = "data", val_fraction: float = 0
     root = Path(root)
     t_train = build_transforms(info, True, normalize, autoaugment, cutout)
     t_test = build_transforms(info, False, normalize)
-    if name == "digits":
-        full_train, full_eval, test = DigitsDataset(True, t_train), DigitsDataset(True, t_test), DigitsDataset(False, t_test)
-    elif name == "cifar10_dvs":  # event frames [F, 2, H, W] through tonic (snnkd.dvs); no image transforms
-        from snnkd.dvs import cifar10_dvs
-        full_train, test = cifar10_dvs(root, download)
-        full_eval = full_train
-    else:
-        full_train = _torchvision(name, root, True, t_train, download)
-        full_eval = _torchvision(name, root, True, t_test, download)
-        test = _torchvision(name, root, False, t_test, download)
+    try:
+        full_train, full_eval, test = info.splits(root, t_train, t_test, download)
+    except (RuntimeError, OSError) as e:
+        how = "download failed or is off" if download else "download is off"
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise SnnkdError(f"dataset {name!r} not found under {root} ({how}: {why}); "
+                         f"expected layout: {info.layout}") from None
     n = len(full_train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
     n_val = int(round(val_fraction * n))

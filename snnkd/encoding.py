@@ -12,16 +12,27 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snnkd.registry import Registry
+
+
+ENCODERS: Registry[type["Encoder"]] = Registry("encoding")
+
 
 class Encoder(nn.Module):
-    """Base class: ``forward(x, T) -> [T, B, ...]``."""
+    """Base class: ``forward(x, T) -> [T, B, ...]``; registered with ``@ENCODERS.register()``."""
 
     name = "encoder"
+
+    @classmethod
+    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> "Encoder":
+        """The encoder for data normalised with ``mean``/``std`` (most ignore them)."""
+        return cls()
 
     def forward(self, x: torch.Tensor, T: int) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
+@ENCODERS.register()
 class DirectEncoder(Encoder):
     """Images repeat over the ``T`` steps.  Event frames ``[B, F, C, H, W]`` (e.g.
     CIFAR10-DVS, :mod:`snnkd.dvs`) are already a sequence: frame ``t`` at step ``t`` when
@@ -40,8 +51,13 @@ class DirectEncoder(Encoder):
         return x.unsqueeze(0).expand(T, *x.shape)
 
 
+@ENCODERS.register()
 class PoissonEncoder(Encoder):
     name = "poisson"
+
+    @classmethod
+    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> "Encoder":
+        return cls(mean, std)
 
     def __init__(self, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> None:
         super().__init__()
@@ -57,11 +73,6 @@ class PoissonEncoder(Encoder):
         return torch.bernoulli(p)
 
 
-ENCODERS: dict[str, type[Encoder]] = {"direct": DirectEncoder, "poisson": PoissonEncoder}
-
-
 def make_encoder(name: str, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> Encoder:
     """An encoder by name; ``mean``/``std`` are the data normalisation Poisson undoes."""
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoding {name!r}; choose one of {sorted(ENCODERS)}")
-    return PoissonEncoder(mean, std) if name == "poisson" else ENCODERS[name]()
+    return ENCODERS[name].from_data(mean, std)

@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from snnkd import io
+from snnkd.data import list_datasets
+from snnkd.encoding import ENCODERS
 from snnkd.errors import SnnkdError
 from snnkd.safeload import yaml_loads
 from snnkd.neurons import SURROGATES, NeuronConfig
@@ -83,7 +85,7 @@ def add_config_option(p: argparse.ArgumentParser) -> None:
 def add_data_options(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=False, default=None,
-                   help="dataset name: digits, mnist, fashion_mnist, cifar10, cifar100, imagenet")
+                   help=f"dataset name: {', '.join(list_datasets())}")
     g.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live (default: data)")
     g.add_argument("--download", action="store_true", help="download a torchvision dataset if absent (needs internet)")
     g.add_argument("--val-fraction", type=fraction, default=0.1, help="fixed fraction of the training set held out for validation")
@@ -131,7 +133,7 @@ def add_neuron_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-detach-reset", action="store_true", help="let gradients flow through the reset")
     g.add_argument("--surrogate", choices=list(SURROGATES), default="atan", help="surrogate gradient shape")
     g.add_argument("--surrogate-width", type=positive_float, default=0.5, help="surrogate width w")
-    g.add_argument("--encoding", choices=["direct", "poisson"], default="direct", help="input encoding over T")
+    g.add_argument("--encoding", choices=ENCODERS.names(), default="direct", help="input encoding over T")
 
 
 def neuron_from_args(a: argparse.Namespace) -> NeuronConfig:

@@ -22,6 +22,7 @@ from typing import NoReturn
 from snnkd import __version__
 from snnkd.cli.common import config_tokens
 from snnkd.errors import SnnkdError
+from snnkd.registry import load_plugins, plugin_modules
 
 SUBCOMMANDS = ["pretrain", "distill", "evaluate", "export", "energy", "plot_blockwise"]
 
@@ -39,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"snnkd {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="print the traceback of an error (before the command; also SNNKD_DEBUG=1)")
+    p.add_argument("--plugin", action="append", default=None, metavar="MODULE",
+                   help="import MODULE first, so the models, methods, datasets and trainers it registers "
+                        "can be named (repeatable, before the command; also SNNKD_PLUGINS=mod1,mod2; "
+                        "installed plugins load through their entry points without it)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -100,13 +105,35 @@ def describe(e: BaseException) -> tuple[str, int]:
     return f"internal error {type(e).__name__}{detail} (run 'snnkd --debug ...' for the traceback)", 1
 
 
+def global_options(argv: list[str], debug: bool) -> tuple[bool, list[str]]:
+    """Remove the global ``--debug`` and ``--plugin MODULE`` options that precede the command
+    from ``argv`` (in place); return the debug flag and the plugin modules."""
+    plugins: list[str] = []
+    while argv and (argv[0] == "--debug" or argv[0] == "--plugin" or argv[0].startswith("--plugin=")):
+        flag = argv.pop(0)
+        if flag == "--debug":
+            debug = True
+        elif flag.startswith("--plugin="):
+            plugins.append(flag.split("=", 1)[1])
+        elif not argv or argv[0].startswith("-"):
+            raise SnnkdError("argument --plugin: expected one argument (a module name)")
+        else:
+            plugins.append(argv.pop(0))
+    if any(not m for m in plugins):
+        raise SnnkdError("argument --plugin: expected a module name, got an empty one")
+    return debug, plugins
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("SNNKD_DEBUG", "") not in ("", "0")
-    while argv and argv[0] == "--debug":  # a global flag: before the command
-        debug = True
-        argv.pop(0)
     try:
+        debug, plugins = global_options(argv, debug)
+    except SnnkdError as e:
+        print(f"snnkd: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    try:
+        load_plugins(plugin_modules(plugins))  # before the parser lists the registered names
         args = parse_args(argv)
         return int(args.func(args) or 0)
     except KeyboardInterrupt as e:  # Ctrl-C, or a signal turned into one (export's Lava runner)

@@ -19,6 +19,7 @@ from torch import nn
 
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet, StageOutput
+from snnkd.registry import Registry
 
 
 @dataclass
@@ -36,7 +37,9 @@ class Method(nn.Module):
     constructor's keyword arguments are the method's hyperparameters."""
 
     name: ClassVar[str] = ""
+    #: capabilities read by the CLI and the workflow (never a list of names elsewhere)
     needs_teacher: ClassVar[bool] = True
+    default_trainer: ClassVar[str] = "bptt"
 
     def __init__(self, student: StagedNet, teacher: StagedNet | None) -> None:
         super().__init__()
@@ -66,19 +69,16 @@ class Method(nn.Module):
         return model.stage_info(stage)
 
 
-_METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("method", group="snnkd.methods", builtins=("snnkd.methods",))
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: register a method under ``cls.name``."""
-    if not cls.name or cls.name in _METHODS:
-        raise ValueError(f"method name {cls.name!r} empty or registered twice")
-    _METHODS[cls.name] = cls
-    return cls
+    """Class decorator: register a method under ``cls.name`` (empty or taken names are refused)."""
+    return METHODS.register()(cls)
 
 
 def list_methods() -> list[str]:
-    return sorted(_METHODS)
+    return METHODS.names()
 
 
 def method_params(name: str) -> dict[str, Any]:
@@ -88,9 +88,7 @@ def method_params(name: str) -> dict[str, Any]:
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in _METHODS:
-        raise SnnkdError(f"unknown method {name!r}; choose one of {', '.join(list_methods())}")
-    return _METHODS[name]
+    return METHODS[name]
 
 
 def build_method(name: str, student: StagedNet, teacher: StagedNet | None, params: dict[str, Any]) -> Method:

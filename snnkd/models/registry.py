@@ -13,21 +13,19 @@ from torch import nn
 
 from snnkd.models.base import ActFactory, StagedNet
 from snnkd.neurons import NeuronConfig, SpikingNeuron
+from snnkd.registry import Registry
 
 Constructor = Callable[..., StagedNet]
-_MODELS: dict[str, Constructor] = {}
+MODELS: Registry[Constructor] = Registry("model", group="snnkd.models", builtins=("snnkd.models",))
 
 
 def register_model(fn: Constructor) -> Constructor:
     """Decorator: register ``fn(act_layer, num_classes, in_chans, img_size)`` under its name."""
-    if fn.__name__ in _MODELS:
-        raise ValueError(f"model {fn.__name__!r} registered twice")
-    _MODELS[fn.__name__] = fn
-    return fn
+    return MODELS.register()(fn)
 
 
 def list_models() -> list[str]:
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def act_factory(neuron: NeuronConfig | None) -> ActFactory:
@@ -46,9 +44,7 @@ def create_model(
     T: int = 1,
 ) -> StagedNet:
     """Build a registered model; ``neuron`` None -> ANN, else SNN with ``T`` steps."""
-    if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
-    model = _MODELS[name](act_layer=act_factory(neuron), num_classes=num_classes,
+    model = MODELS[name](act_layer=act_factory(neuron), num_classes=num_classes,
                           in_chans=in_chans, img_size=img_size)
     model.arch, model.in_chans, model.img_size = name, in_chans, img_size
     if neuron is not None:

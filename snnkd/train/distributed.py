@@ -275,15 +275,17 @@ class _StepModule(nn.Module):
 def wrap_step(student: nn.Module, teacher: nn.Module | None, method: nn.Module, trainer: str,
               step: Callable, device: torch.device) -> tuple[Callable, Callable[[], None]]:
     """A step function with the trainer's signature that trains data-parallel, and an
-    ``undo`` to call after training.  ``bptt`` runs inside DDP; other trainers (whose
-    step does more than one forward) run unchanged and their gradients are averaged with
+    ``undo`` to call after training.  A ``ddp_safe`` trainer (``bptt``) runs inside DDP;
+    others (whose step does more than one forward) run unchanged and their gradients are averaged with
     ``all_reduce`` afterwards: the same update DDP makes."""
     from snnkd.methods.base import MethodOutput
     from snnkd.train.trainers import current_precision
 
     changed = convert_batchnorm(student) + convert_batchnorm(method)
     undo = lambda: restore_batchnorm(changed)  # noqa: E731
-    if trainer == "bptt":
+    from snnkd.train.trainers import get_trainer
+
+    if get_trainer(trainer).ddp_safe:
         ddp = DistributedDataParallel(_StepModule(student, method, teacher),
                                       device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=True, broadcast_buffers=False)

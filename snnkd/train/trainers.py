@@ -3,7 +3,8 @@
 * ``bptt``: backpropagation through time over the unrolled ``T`` steps (surrogate
   gradients through every step; memory grows with ``T``).
 
-Other trainers (``rate``) register here through :func:`register_trainer`.
+Other trainers (``rate``) register through :func:`register_trainer`; plugins through the
+``snnkd.trainers`` entry-point group.  Capabilities are :class:`Trainer` attributes.
 
 Precision (``--precision``): a step runs its forward passes inside
 :meth:`Precision.forward` and its backward through :meth:`Precision.backward` of the
@@ -12,6 +13,7 @@ precision the training loop made current (:func:`use_precision`; fp32 when none 
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any, Callable, ContextManager, Iterator
@@ -22,9 +24,9 @@ from torch import nn
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method, MethodOutput
 from snnkd.models.base import StagedNet
+from snnkd.registry import Registry
 
 StepFn = Callable[[StagedNet, "StagedNet | None", Method, torch.Tensor, torch.Tensor], MethodOutput]
-_TRAINERS: dict[str, StepFn] = {}
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 _LOW: dict[str, torch.dtype] = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -129,24 +131,46 @@ def use_precision(p: Precision) -> Iterator[Precision]:
         _CURRENT.reset(token)
 
 
-def register_trainer(name: str) -> Callable[[StepFn], StepFn]:
+class Trainer:
+    """A registered trainer: its step function plus its capabilities (attributes, never name checks).
+
+    ``ddp_safe``: the step is one forward and one backward of the method, so under torchrun
+    it can run inside ``DistributedDataParallel`` as it is; otherwise the step runs
+    unchanged and :mod:`snnkd.train.distributed` averages its gradients afterwards."""
+
+    def __init__(self, name: str, step: StepFn, ddp_safe: bool = False) -> None:
+        self.name, self.step, self.ddp_safe = name, step, ddp_safe
+        self.__signature__ = inspect.signature(step)  # the step's options (``grad`` ...)
+        self.__doc__ = step.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> MethodOutput:
+        return self.step(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Trainer({self.name!r}, ddp_safe={self.ddp_safe})"
+
+
+TRAINERS: Registry[Trainer] = Registry("trainer", group="snnkd.trainers",
+                                       builtins=("snnkd.train.trainers", "snnkd.train.rate"))
+
+
+def register_trainer(name: str, ddp_safe: bool = False) -> Callable[[StepFn], StepFn]:
+    """Decorator: register a step function as trainer ``name`` (a second ``name`` is refused)."""
     def deco(fn: StepFn) -> StepFn:
-        _TRAINERS[name] = fn
+        TRAINERS.add(name, Trainer(name, fn, ddp_safe))
         return fn
     return deco
 
 
 def list_trainers() -> list[str]:
-    return sorted(_TRAINERS)
+    return TRAINERS.names()
 
 
-def get_trainer(name: str) -> StepFn:
-    if name not in _TRAINERS:
-        raise SnnkdError(f"unknown trainer {name!r}; choose one of {', '.join(list_trainers())}")
-    return _TRAINERS[name]
+def get_trainer(name: str) -> Trainer:
+    return TRAINERS[name]
 
 
-@register_trainer("bptt")
+@register_trainer("bptt", ddp_safe=True)
 def bptt_step(student: StagedNet, teacher: StagedNet | None, method: Method, x: torch.Tensor,
               y: torch.Tensor) -> MethodOutput:
     """Forward over all ``T`` steps with the graph kept, then ``loss.backward()``."""
