@@ -32,19 +32,26 @@ def label(key: tuple) -> str:
 
 
 def accuracy_energy(groups: dict, path: str) -> None:
-    """Accuracy (mean ± std over seeds) against energy of the first energy target."""
+    """Accuracy (mean ± std over seeds) against energy of the first energy target
+    (``eval.json``'s ``energy_uj``: snnkd/energy.py, the same figure as the summary and
+    ``energy.md``); a model that does not run on that target (``None``) is left out."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     target = None
     teachers = {}
     for key, runs in groups.items():
         evs = [r["ev"] for r in runs]
         target = target or next(iter(evs[0]["energy_uj"]))
-        x = statistics.fmean(e["energy_uj"][target] for e in evs)
+        xs = [e["energy_uj"].get(target) for e in evs]
+        if any(v is None for v in xs):
+            continue
+        x = statistics.fmean(xs)
         acc = [e["accuracy"] for e in evs]
         ax.errorbar(x, statistics.fmean(acc), yerr=std(acc), fmt="o", capsize=3, label=label(key))
         if runs[0]["tev"]:
             teachers[(key[0], key[1])] = runs[0]["tev"]
     for (dataset, teacher), tev in teachers.items():
+        if tev["energy_uj"].get(target) is None:
+            continue
         ax.plot(tev["energy_uj"][target], tev["accuracy"], "k*", markersize=12)
         ax.annotate(f"ANN {teacher}", (tev["energy_uj"][target], tev["accuracy"]),
                     textcoords="offset points", xytext=(5, -10), fontsize=8)

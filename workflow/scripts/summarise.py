@@ -2,7 +2,9 @@
 
 One row per (dataset, teacher, student, method, trainer, T); accuracy is the mean ± sample
 standard deviation over seeds; SynOps, MACs, firing rate and energy are seed means; the
-teacher's accuracy and energy stand beside each row.  Runs under Snakemake (``script:``)
+teacher's accuracy and energy stand beside each row.  Energy is read from ``eval.json``
+(``energy_uj``, priced by snnkd/energy.py, the same figure as ``energy.md``) and is
+``None`` (``-``) where the model does not run on the target (an ANN on Loihi).  Runs under Snakemake (``script:``)
 or by hand: ``python summarise.py records.json summary.tsv summary.md`` where
 ``records.json`` lists the run records built in workflow/rules/common.smk.
 """
@@ -35,6 +37,12 @@ def mean(xs: list[float]) -> float:
     return statistics.fmean(xs) if xs else float("nan")
 
 
+def mean_energy(evs: list[dict], target: str) -> float | None:
+    """Seed mean of ``energy_uj[target]`` (``None``: the model does not run on that target)."""
+    xs = [e["energy_uj"].get(target) for e in evs]
+    return None if any(x is None for x in xs) else mean(xs)
+
+
 def std(xs: list[float]) -> float:
     return statistics.stdev(xs) if len(xs) > 1 else 0.0
 
@@ -52,7 +60,7 @@ def summary_rows(records: list[dict]) -> list[dict[str, Any]]:
                    mean_firing_rate=mean([e["mean_firing_rate"] for e in evs
                                           if e.get("mean_firing_rate") is not None]))
         for target in evs[0]["energy_uj"]:
-            row[f"energy_uj_{target}"] = mean([e["energy_uj"][target] for e in evs])
+            row[f"energy_uj_{target}"] = mean_energy(evs, target)
         tev = runs[0]["tev"]
         row["teacher_accuracy"] = tev["accuracy"] if tev else None
         for target in evs[0]["energy_uj"]:
