@@ -22,7 +22,7 @@ from torch import nn
 
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet
-from snnkd.neurons import SpikingNeuron, reset_net
+from snnkd.neurons import reset_net
 
 
 class Passthrough(nn.Module):
@@ -115,11 +115,7 @@ def deploy_copy(model: StagedNet) -> StagedNet:
 
 def step_net(model: StagedNet) -> StepNet:
     """:class:`StepNet` of a deploy copy, neurons set to one step per call."""
-    m = deploy_copy(model)
-    for mod in m.modules():
-        if isinstance(mod, SpikingNeuron):
-            mod.T = 1
-    return StepNet(m).eval()
+    return StepNet(deploy_copy(model).set_T(1)).eval()
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ from snnkd.export.loihi.run import signals_raise
 from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet
-from snnkd.neurons import NeuronConfig, SpikingNeuron, reset_net
+from snnkd.neurons import NeuronConfig, SpikingNeuron, reset_net, run_steps
 
 SNN_MIN_AGREEMENT = 0.99  # fraction of samples whose SNN logits must match within atol
 
@@ -51,25 +51,17 @@ OPSET = 17
 
 
 class ExportNeuron(nn.Module):
-    """The IF/LIF neuron of :mod:`snnkd.neurons` in plain tensor ops for the exporter
-    (time folded in the batch, ``T`` unrolled): ``h_t = beta v + x_t``,
-    ``s_t = [h_t > theta]``, ``v_t = h_t (1 - s_t)`` (hard) or ``h_t - theta s_t`` (soft)."""
+    """The IF/LIF neuron for the exporter: :func:`snnkd.neurons.run_steps` without the
+    surrogate (plain tensor ops, the same :func:`~snnkd.neurons.neuron_step` the training
+    kernels run), time folded in the batch and ``T`` unrolled from a zero membrane."""
 
     def __init__(self, cfg: NeuronConfig, T: int) -> None:
         super().__init__()
         self.cfg, self.T = cfg, T
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.cfg
         xs = x.reshape(self.T, x.shape[0] // self.T, *x.shape[1:])
-        v = torch.zeros_like(xs[0])
-        out = []
-        for t in range(self.T):
-            h = c.beta * v + xs[t] if c.beta != 1.0 else v + xs[t]
-            s = (h > c.threshold).to(h.dtype)
-            v = h * (1.0 - s) if c.reset == "hard" else h - c.threshold * s
-            out.append(s)
-        return torch.stack(out).reshape(x.shape)
+        return run_steps(xs, self.cfg, surrogate=False)[0].reshape(x.shape)
 
 
 def exportable(model: StagedNet) -> StagedNet:

@@ -12,14 +12,15 @@ channels and reduction (stride relative to the input).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from snnkd.encoding import Encoder, DirectEncoder
-from snnkd.neurons import SpikingNeuron, reset_net, set_time_steps
+from snnkd.neurons import SpikingNeuron, TimeSteps, reset_net
 
 ActFactory = Callable[[], nn.Module]
 
@@ -81,7 +82,7 @@ class StagedNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.encoder: Encoder = DirectEncoder()
-        self._T = 1
+        self._steps = TimeSteps(1)  # shared with every neuron; written only by set_T
 
     # --- time ---------------------------------------------------------------
     @property
@@ -90,15 +91,33 @@ class StagedNet(nn.Module):
 
     @property
     def T(self) -> int:
-        return self._T
+        return self._steps.T
 
     def set_T(self, T: int) -> "StagedNet":
-        """Set the number of time steps (an ANN stays at 1)."""
+        """Set the number of time steps (an ANN stays at 1): the only writer of ``T``.
+
+        The model and all its neurons read one :class:`~snnkd.neurons.TimeSteps`; this
+        makes every neuron follow it and sets it."""
+        if int(T) != T or T < 1:
+            raise ValueError(f"T must be an integer >= 1, got {T}")
         if not self.is_spiking and T != 1:
             raise ValueError("an ANN runs with T = 1")
-        set_time_steps(self, T)
-        self._T = T
+        for m in self.modules():
+            if isinstance(m, SpikingNeuron):
+                m.follow(self._steps)
+        self._steps.T = int(T)
         return self
+
+    @contextmanager
+    def timesteps(self, T: int) -> Iterator["StagedNet"]:
+        """``with model.timesteps(T):`` runs the block at ``T`` steps and restores the
+        previous ``T`` afterwards (also on an exception)."""
+        previous = self.T
+        self.set_T(T)
+        try:
+            yield self
+        finally:
+            self.set_T(previous)
 
     def set_encoder(self, encoder: Encoder) -> "StagedNet":
         self.encoder = encoder
@@ -117,11 +136,12 @@ class StagedNet(nn.Module):
     # --- forward ------------------------------------------------------------
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
         reset_net(self)
-        z = self.encoder(x, self._T)  # [T, B, ...]
+        z = self.encoder(x, self.T)  # [T, B, ...]
         return z.flatten(0, 1)
 
     def _unfold(self, z: torch.Tensor) -> torch.Tensor:
-        return z.reshape(self._T, z.shape[0] // self._T, *z.shape[1:])
+        T = self.T
+        return z.reshape(T, z.shape[0] // T, *z.shape[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, C, H, W]`` -> logits ``[B, K]`` (mean over time)."""

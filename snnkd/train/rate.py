@@ -4,7 +4,8 @@ One training step is two passes, so the autograd graph (and its memory) does not
 with ``T``:
 
 1. **Spike pass**, ``T`` steps, no graph.  Every :class:`~snnkd.neurons.SpikingNeuron`
-   records its rate ``r = (1/T) sum_t s_t`` and eligibility
+   runs a :class:`NeuronTrace` of this trainer (the neuron keeps none of it), which
+   records the neuron's rate ``r = (1/T) sum_t s_t`` and eligibility
    ``e = (1/T) sum_t kappa_t g'(h_t - theta)`` (:func:`snnkd.neurons.record_steps`;
    ``kappa_t = 1 + beta rho_{t-1} kappa_{t-1}``, ``rho = 1`` for soft reset with detached
    reset, ``1 - s`` for hard reset with detached reset).  Every BatchNorm in training mode
@@ -44,7 +45,7 @@ from snnkd.encoding import Encoder
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method, MethodOutput
 from snnkd.models.base import StagedNet
-from snnkd.neurons import SpikingNeuron
+from snnkd.neurons import NeuronRunner, SpikingNeuron, rate_fn, record_steps, register_runner
 from snnkd.train.trainers import bptt_step, current_precision, register_trainer
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -125,13 +126,56 @@ class _RateInput(Encoder):
         return self.mean.unsqueeze(0)
 
 
+class NeuronTrace:
+    """One neuron's per-step state in this trainer, and the runner that fills and uses it.
+
+    ``mode = "record"``: the spike pass, ``T`` steps without a graph
+    (:func:`~snnkd.neurons.record_steps`, the same spikes and membrane as the fused
+    kernel), keeping the rate ``r`` and eligibility ``e`` ``[B, ...]``.
+    ``mode = "rate"``: input ``c`` ``[B, ...]``, output :func:`~snnkd.neurons.rate_fn`
+    of the recorded ``r``, ``e``."""
+
+    def __init__(self, mode: str = "record") -> None:
+        self.mode = mode
+        self.r: torch.Tensor | None = None
+        self.e: torch.Tensor | None = None
+
+    def __call__(self, neuron: SpikingNeuron, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "rate":
+            return self._rate(x)
+        x_seq = neuron.unfold(x)
+        spikes, self.r, self.e, neuron.v = record_steps(x_seq, neuron.cfg, neuron.initial_v(x_seq))
+        return spikes.reshape(x.shape)
+
+    def _rate(self, c: torch.Tensor) -> torch.Tensor:
+        if self.r is None or self.e is None:
+            raise SnnkdError("a neuron in rate mode has no recorded spike pass; run the model in record mode first")
+        if self.r.shape != c.shape:
+            raise SnnkdError(f"rate pass input {tuple(c.shape)} does not match the recorded spike pass "
+                             f"{tuple(self.r.shape)}; the rate pass must see the spike pass's input")
+        return rate_fn(c, self.r, self.e)
+
+
+def _rate_runner(current: NeuronRunner | None) -> NeuronTrace:
+    """``neuron.mode = "rate"``: the neuron's recorded trace, switched to the rate pass."""
+    trace = current if isinstance(current, NeuronTrace) else NeuronTrace()
+    trace.mode = "rate"
+    return trace
+
+
+register_runner("record", lambda current: NeuronTrace("record"))
+register_runner("rate", _rate_runner)
+
+
 class RateContext:
-    """Switches a student's neurons, BatchNorms and encoder between record and rate mode."""
+    """Switches a student's neurons, BatchNorms and encoder between record and rate mode;
+    owns every neuron's :class:`NeuronTrace` for one training step."""
 
     def __init__(self, model: StagedNet) -> None:
         self.model = model
         self.neurons = [m for m in model.modules() if isinstance(m, SpikingNeuron)]
         self.bns = [m for m in model.modules() if isinstance(m, _BN)]
+        self.traces = [NeuronTrace() for _ in self.neurons]
         self._recorder: _RecordEncoder | None = None
 
     def _patch_bns(self, fn) -> None:
@@ -143,8 +187,10 @@ class RateContext:
             bn.__dict__.pop("forward", None)
 
     def _set_mode(self, mode: str) -> None:
-        for n in self.neurons:
-            n.mode = mode
+        """Install this context's traces in ``mode`` (``"spike"``: remove them)."""
+        for n, trace in zip(self.neurons, self.traces):
+            trace.mode = mode
+            n.runner = None if mode == "spike" else trace
 
     @contextmanager
     def record(self) -> Iterator[None]:
@@ -166,23 +212,22 @@ class RateContext:
         """Rate pass: ``T = 1`` on the recorded mean input, neurons and BNs in rate mode."""
         if self._recorder is None or self._recorder.mean is None:
             raise SnnkdError("rate pass before a spike pass: call record() first")
-        enc, T = self.model.encoder, self.model._T
+        enc = self.model.encoder
         self.model.encoder = _RateInput(self._recorder.mean)
-        self.model._T = 1
         self._set_mode("rate")
         self._patch_bns(_rate_bn_forward)
         try:
-            yield
+            with self.model.timesteps(1):
+                yield
         finally:
-            self.model.encoder, self.model._T = enc, T
+            self.model.encoder = enc
             self._set_mode("spike")
             self._unpatch_bns()
 
     def clear(self) -> None:
         """Drop every recorded tensor."""
         self._recorder = None
-        for n in self.neurons:
-            n.rate_r = n.rate_e = None
+        self.traces = [NeuronTrace() for _ in self.neurons]
         for bn in self.bns:
             bn.__dict__.pop("_rate_stats", None)
 

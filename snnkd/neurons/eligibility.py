@@ -1,0 +1,73 @@
+"""What the rate trainer (:mod:`snnkd.train.rate`) needs from the neuron equation: the
+graph-free recorder of rate and eligibility, and the rate-pass neuron.  The state they
+produce (``r``, ``e`` per neuron) is kept by the trainer, not here."""
+
+from __future__ import annotations
+
+import torch
+
+from snnkd.neurons.config import NeuronConfig
+from snnkd.neurons.equation import reset_factor, unroll
+from snnkd.neurons.surrogate import surrogate_grad_
+
+
+@torch.no_grad()
+def record_steps(
+    x_seq: torch.Tensor, cfg: NeuronConfig, v0: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ``T`` steps of :func:`~snnkd.neurons.equation.neuron_step` without a graph,
+    recording rate and eligibility.
+
+    Returns ``(spikes [T, ...], r, e, v_T)`` with ``r = (1/T) sum_t s_t`` and
+    ``e = (1/T) sum_t kappa_t g'(h_t - theta)``, where ``kappa_0 = 1`` and
+    ``kappa_t = 1 + beta * rho_{t-1} * kappa_{t-1}`` (``rho`` from
+    :func:`~snnkd.neurons.equation.reset_factor`).
+
+    ``kappa_t = dh_t/dc`` when every step receives the same input ``c``, so ``e = dr/dc``
+    exactly for a constant input: for soft reset with detached reset ``rho = 1`` and
+    ``kappa_t = 1 + lambda kappa_{t-1}`` (methods.md section 7); for hard reset the
+    detached reset zeroes the carried membrane (``rho = 1 - s``), so ``kappa`` restarts at
+    1 after each spike; IF is ``beta = lambda = 1`` (``kappa_t = t + 1`` between resets).
+    """
+    T = x_seq.shape[0]
+    h, spikes, v = unroll(x_seq, v0, cfg)
+    keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset and T > 1) else None
+    sg = surrogate_grad_(h.sub_(cfg.threshold), cfg.surrogate, cfg.width)
+    if cfg.reset == "soft" and cfg.detach_reset:  # kappa_t = 1 + beta kappa_{t-1}: the same for every neuron
+        w = [1.0]
+        for _ in range(T - 1):
+            w.append(1.0 + cfg.beta * w[-1])
+        e = torch.tensordot(torch.tensor(w, dtype=sg.dtype, device=sg.device), sg, dims=1)
+    else:
+        e = sg[0].clone()
+        kappa = torch.ones_like(e)
+        for t in range(1, T):
+            if cfg.reset == "hard" and cfg.detach_reset:  # rho = 1 - s
+                kappa.addcmul_(kappa, spikes[t - 1], value=-1.0)
+            else:
+                kappa.mul_(reset_factor(spikes[t - 1], keep_h[t - 1] if keep_h is not None else h, sg[t - 1], cfg))
+            if cfg.beta != 1.0:
+                kappa.mul_(cfg.beta)
+            e.addcmul_(kappa.add_(1.0), sg[t])
+    r = spikes.mean(0)
+    return spikes, r, e.div_(T), v
+
+
+class _RateFn(torch.autograd.Function):
+    """Value ``r``, gradient ``e * grad``: the same as ``r + c*e - (c*e).detach()``."""
+
+    @staticmethod
+    def forward(ctx, c: torch.Tensor, r: torch.Tensor, e: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(e)
+        return r.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        (e,) = ctx.saved_tensors
+        return grad_out * e, None, None
+
+
+def rate_fn(c: torch.Tensor, r: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+    """Rate-pass neuron: returns ``r.detach() + c*e - (c*e).detach()`` (value ``r``,
+    ``dr/dc = e``), saving only ``e`` for the backward pass."""
+    return _RateFn.apply(c, r.detach(), e.detach())
