@@ -107,12 +107,12 @@ def _build(model: str, fw: str, neuron: str, T: int):
 
 
 def _set_T(net, fw: str, T: int):
-    """Our models: ``set_T``; peers: the encoder repeats the input ``T`` times (``_T``) and
+    """Our models: ``set_T``; peers: the encoder repeats the input ``T`` times (``_steps.T``) and
     every wrapped neuron unfolds with the same ``T``."""
     if fw in ("bptt", "rate"):
         return net.set_T(T)
     if fw != "ann":
-        net._T = T
+        net._steps.T = T  # the model's TimeSteps; set_T refuses a net without snnkd neurons
         for m in net.modules():
             if type(m).__name__ in ("SJAct", "SnnTorchAct"):
                 m.T = T
