@@ -49,6 +49,9 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+include: "workflow/rules/registry_check.smk"
+
+
 report: "workflow/report/workflow.rst"
 
 
