@@ -22,6 +22,9 @@
 #     results/export/lava/STUDENT/{net/,lava.json}  results/energy/STUDENT/energy.{json,md}
 #     results/summary/summary.{tsv,md}             results/plots/*.png
 #
+# Rules name these paths with one helper, run_path(prefix, STUDENT or TEACHER, leaf), so
+# every wildcard is named (workflow/rules/common.smk).  The NIR graph of a student is made
+# once; export_lava and energy read it (snnkd export/energy --nir).
 # Resumable training state lives in work/state/<step>/<id>.pt (not a declared output).
 # Hyperparameters reach `snnkd` as rule params, so Snakemake's params rerun trigger
 # reruns exactly the jobs whose options changed, and everything downstream of them.
@@ -70,9 +73,6 @@ wildcard_constraints:
     trainer=NAME,
     T=r"\d+",
     seed=r"\d+",
-    stage="pretrain|distill",
-    fmt="nir|onnx",
-    id=RUN_ID,
 
 
 # Thin glue that takes seconds runs on the submitting host, not as cluster jobs.

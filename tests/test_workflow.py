@@ -63,7 +63,9 @@ def test_default_dry_run_plans_the_grid(tmp_path: Path):
     r = smk(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     counts = job_counts(r.stdout + r.stderr)
-    assert counts["distill"] == 8 and counts["pretrain"] == 1 and counts["evaluate"] == 9, counts
+    assert counts["distill"] == 8 and counts["pretrain"] == 1, counts
+    assert counts["evaluate"] == 8 and counts["evaluate_teacher"] == 1, counts
+    assert counts["export_nir"] == 4 and counts["energy"] == 4 and counts["export_lava"] == 4, counts
 
 
 def write_bad(tmp_path: Path, edit) -> Path:

@@ -60,6 +60,13 @@ TEACHERS = sorted({(r["dataset"], r["teacher"]) for r in RUNS if r["teacher"] !=
 EXPORT = config.get("export", {})
 
 
+def run_path(prefix: str, run: str, leaf: str) -> str:
+    """The one path layout of the workflow: ``<prefix>/<run>/<leaf>`` (a file in the run's
+    folder) or ``<prefix>/<run><leaf>`` when ``leaf`` is a suffix such as ``.log``.  ``run``
+    is STUDENT or TEACHER (named wildcards), or either formatted with one run's names."""
+    return f"{prefix}/{run}{leaf}" if leaf.startswith(".") else f"{prefix}/{run}/{leaf}"
+
+
 def student_id(run: dict) -> str:
     return STUDENT.format(**run)
 
@@ -133,7 +140,7 @@ def json_value(v) -> str:
 
 def evaluate_args(wc) -> str:
     ev = config.get("evaluate", {})
-    ds = wc.id.split("/", 1)[0]
+    ds = wc.dataset
     limit = ev.get("limit_test") or config["datasets"].get(ds, {}).get("limit_test")
     noise = " ".join(f"--noise {shell_quote(v)}" for v in ev.get("noise", []))  # seed 001 Tab. 2 variants
     return f"""{cli({"data_root": config.get("data_root", "data"), "limit_test": limit,
@@ -150,7 +157,7 @@ def launcher(step: str) -> str:
 
 def export_args(wc) -> str:
     """Data options of `snnkd export` / `snnkd energy` (the export is checked on test inputs)."""
-    ds = wc.id.split("/", 1)[0]
+    ds = wc.dataset
     limit = (EXPORT.get("limit_test") or config.get("evaluate", {}).get("limit_test")
              or config["datasets"].get(ds, {}).get("limit_test"))
     return cli({"data_root": config.get("data_root", "data"), "limit_test": limit})
@@ -165,7 +172,7 @@ def teacher_model(wc):
     """The teacher model.pt a student run needs (nothing for teacherless methods)."""
     if wc.teacher == "none":
         return []
-    return f"results/pretrain/{teacher_id(wc.dataset, wc.teacher)}/model.pt"
+    return run_path("results/pretrain", teacher_id(wc.dataset, wc.teacher), "model.pt")
 
 
 def teacher_option(wc, input) -> str:
@@ -173,11 +180,11 @@ def teacher_option(wc, input) -> str:
 
 
 def student_evals() -> list[str]:
-    return [f"results/evaluate/distill/{student_id(r)}/eval.json" for r in RUNS]
+    return [run_path("results/evaluate/distill", student_id(r), "eval.json") for r in RUNS]
 
 
 def teacher_evals() -> list[str]:
-    return [f"results/evaluate/pretrain/{teacher_id(d, t)}/eval.json" for d, t in TEACHERS]
+    return [run_path("results/evaluate/pretrain", teacher_id(d, t), "eval.json") for d, t in TEACHERS]
 
 
 def export_targets() -> list[str]:
@@ -188,13 +195,13 @@ def export_targets() -> list[str]:
             continue
         sid = student_id(r)
         if EXPORT.get("nir"):
-            out.append(f"results/export/nir/{sid}/model.nir")
+            out.append(run_path("results/export/nir", sid, "model.nir"))
         if EXPORT.get("onnx"):
-            out.append(f"results/export/onnx/{sid}/model.onnx")
+            out.append(run_path("results/export/onnx", sid, "model.onnx"))
         if EXPORT.get("lava"):
-            out.append(f"results/export/lava/{sid}/lava.json")
+            out.append(run_path("results/export/lava", sid, "lava.json"))
         if EXPORT.get("energy"):
-            out.append(f"results/energy/{sid}/energy.md")
+            out.append(run_path("results/energy", sid, "energy.md"))
     return out
 
 
@@ -203,9 +210,9 @@ def run_records() -> list[dict]:
     recs = []
     for r in RUNS:
         sid = student_id(r)
-        rec = {**r, "eval": f"results/evaluate/distill/{sid}/eval.json",
-               "metrics": f"results/distill/{sid}/metrics.jsonl",
+        rec = {**r, "eval": run_path("results/evaluate/distill", sid, "eval.json"),
+               "metrics": run_path("results/distill", sid, "metrics.jsonl"),
                "teacher_eval": None if r["teacher"] == "none"
-               else f"results/evaluate/pretrain/{teacher_id(r['dataset'], r['teacher'])}/eval.json"}
+               else run_path("results/evaluate/pretrain", teacher_id(r["dataset"], r["teacher"]), "eval.json")}
         recs.append(rec)
     return recs

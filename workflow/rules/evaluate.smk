@@ -1,21 +1,19 @@
-# Evaluation of teachers (stage pretrain) and students (stage distill) with snnkd evaluate:
-# results/evaluate/<stage>/<the model's own path>/eval.json
+# Evaluation of students (rule evaluate) and teachers (rule evaluate_teacher) with snnkd
+# evaluate: results/evaluate/<stage>/<the model's own path>/eval.json
 
 
 rule evaluate:
-    """Accuracy, per-layer firing rates, SynOps/MACs and energy of one model."""
+    """Accuracy, per-layer firing rates, SynOps/MACs and energy of one SNN student."""
     input:
-        model="results/{stage}/{id}/model.pt",
+        model=run_path("results/distill", STUDENT, "model.pt"),
     output:
-        json="results/evaluate/{stage}/{id}/eval.json",
+        json=run_path("results/evaluate/distill", STUDENT, "eval.json"),
     params:
         args=evaluate_args,
     log:
-        "logs/evaluate/{stage}/{id}.log",
+        run_path("logs/evaluate/distill", STUDENT, ".log"),
     benchmark:
-        "benchmarks/evaluate/{stage}/{id}.tsv"
-    wildcard_constraints:
-        stage="pretrain|distill",
+        run_path("benchmarks/evaluate/distill", STUDENT, ".tsv")
     threads: res("evaluate", "threads")
     resources:
         mem_mb=res("evaluate", "mem_mb"),
@@ -26,3 +24,14 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model:q} --out {output.json:q} "
         "{params.args} > {log:q} 2>&1"
+
+
+use rule evaluate as evaluate_teacher with:
+    input:
+        model=run_path("results/pretrain", TEACHER, "model.pt"),
+    output:
+        json=run_path("results/evaluate/pretrain", TEACHER, "eval.json"),
+    log:
+        run_path("logs/evaluate/pretrain", TEACHER, ".log"),
+    benchmark:
+        run_path("benchmarks/evaluate/pretrain", TEACHER, ".tsv")

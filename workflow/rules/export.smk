@@ -1,23 +1,22 @@
 # Export of every student: NIR graph, ONNX model, Lava network for Loihi, and an energy
 # table per hardware target.  Each is switched on under `export:` in the config.
+# The NIR graph is built once per student (export_nir); the Lava network and the energy
+# counts are made from that file (`--nir`), so all three describe the same graph.
 
 
-rule export_file:
-    """Export one student to NIR or ONNX, with a JSON report of the check against PyTorch."""
+rule export_nir:
+    """Export one student to NIR, with a JSON report of the check against PyTorch."""
     input:
-        model="results/distill/{id}/model.pt",
+        model=run_path("results/distill", STUDENT, "model.pt"),
     output:
-        model="results/export/{fmt}/{id}/model.{fmt}",
-        report="results/export/{fmt}/{id}/{fmt}.json",
+        model=run_path("results/export/nir", STUDENT, "model.nir"),
+        report=run_path("results/export/nir", STUDENT, "nir.json"),
     params:
         args=export_args,
     log:
-        "logs/export/{fmt}/{id}.log",
+        run_path("logs/export/nir", STUDENT, ".log"),
     benchmark:
-        "benchmarks/export/{fmt}/{id}.tsv"
-    wildcard_constraints:
-        fmt="nir|onnx",
-        id=STUDENT_ID,
+        run_path("benchmarks/export/nir", STUDENT, ".tsv")
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -26,25 +25,49 @@ rule export_file:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to {wildcards.fmt:q} "
+        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to nir "
+        "--out {output.model:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
+
+
+rule export_onnx:
+    """Export one student to ONNX (unrolled over T), checked with onnxruntime."""
+    input:
+        model=run_path("results/distill", STUDENT, "model.pt"),
+    output:
+        model=run_path("results/export/onnx", STUDENT, "model.onnx"),
+        report=run_path("results/export/onnx", STUDENT, "onnx.json"),
+    params:
+        args=export_args,
+    log:
+        run_path("logs/export/onnx", STUDENT, ".log"),
+    benchmark:
+        run_path("benchmarks/export/onnx", STUDENT, ".tsv")
+    threads: res("export", "threads")
+    resources:
+        mem_mb=res("export", "mem_mb"),
+        runtime=res("export", "runtime"),
+        gpu=res("export", "gpu"),
+    conda:
+        "../envs/snnkd.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to onnx "
         "--out {output.model:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
 
 
 rule export_lava:
-    """Export one student to a Lava network (runs on Loihi, or Lava's CPU simulator)."""
+    """Build one student's Lava network from its NIR file (runs on Loihi, or Lava's CPU simulator)."""
     input:
-        model="results/distill/{id}/model.pt",
+        model=run_path("results/distill", STUDENT, "model.pt"),
+        nir=run_path("results/export/nir", STUDENT, "model.nir"),
     output:
-        net=directory("results/export/lava/{id}/net"),
-        report="results/export/lava/{id}/lava.json",
+        net=directory(run_path("results/export/lava", STUDENT, "net")),
+        report=run_path("results/export/lava", STUDENT, "lava.json"),
     params:
         args=export_args,
     log:
-        "logs/export/lava/{id}.log",
+        run_path("logs/export/lava", STUDENT, ".log"),
     benchmark:
-        "benchmarks/export/lava/{id}.tsv"
-    wildcard_constraints:
-        id=STUDENT_ID,
+        run_path("benchmarks/export/lava", STUDENT, ".tsv")
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -53,25 +76,24 @@ rule export_lava:
     conda:
         "../envs/lava.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to lava "
+        "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to lava --nir {input.nir:q} "
         "--out {output.net:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
 
 
 rule energy:
-    """Energy of one student on every hardware target of the energy table."""
+    """Energy of one student on every hardware target, counted on its NIR graph."""
     input:
-        model="results/distill/{id}/model.pt",
+        model=run_path("results/distill", STUDENT, "model.pt"),
+        nir=run_path("results/export/nir", STUDENT, "model.nir"),
     output:
-        json="results/energy/{id}/energy.json",
-        table="results/energy/{id}/energy.md",
+        json=run_path("results/energy", STUDENT, "energy.json"),
+        table=run_path("results/energy", STUDENT, "energy.md"),
     params:
         args=export_args,
     log:
-        "logs/energy/{id}.log",
+        run_path("logs/energy", STUDENT, ".log"),
     benchmark:
-        "benchmarks/energy/{id}.tsv"
-    wildcard_constraints:
-        id=STUDENT_ID,
+        run_path("benchmarks/energy", STUDENT, ".tsv")
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
@@ -80,5 +102,5 @@ rule energy:
     conda:
         "../envs/snnkd.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} snnkd energy --model {input.model:q} --out {output.json:q} "
-        "--table {output.table:q} {params.args} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd energy --model {input.model:q} --nir {input.nir:q} "
+        "--out {output.json:q} --table {output.table:q} {params.args} > {log:q} 2>&1"

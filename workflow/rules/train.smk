@@ -1,23 +1,24 @@
 # Training: ANN teachers (snnkd pretrain) and SNN students (snnkd distill).
 # The resumable training state lives under work/state/, outside the declared outputs, so a
 # killed job resumes from its last epoch instead of Snakemake deleting the checkpoint.
+# Every path is run_path(<tree>/<step>, TEACHER or STUDENT, <leaf>) (see common.smk).
 
 
 rule pretrain:
     """Train one ANN teacher on one dataset."""
     output:
-        model="results/pretrain/{dataset}/{teacher}/model.pt",
-        metrics="results/pretrain/{dataset}/{teacher}/metrics.jsonl",
-        config="results/pretrain/{dataset}/{teacher}/config.yaml",
+        model=run_path("results/pretrain", TEACHER, "model.pt"),
+        metrics=run_path("results/pretrain", TEACHER, "metrics.jsonl"),
+        config=run_path("results/pretrain", TEACHER, "config.yaml"),
     params:
         args=pretrain_args,
         out=subpath(output.model, parent=True),
-        state="work/state/pretrain/{dataset}/{teacher}.pt",
+        state=run_path("work/state/pretrain", TEACHER, ".pt"),
         snnkd=launcher("pretrain"),
     log:
-        "logs/pretrain/{dataset}/{teacher}.log",
+        run_path("logs/pretrain", TEACHER, ".log"),
     benchmark:
-        "benchmarks/pretrain/{dataset}/{teacher}.tsv"
+        run_path("benchmarks/pretrain", TEACHER, ".tsv")
     threads: res("pretrain", "threads")
     resources:
         mem_mb=res("pretrain", "mem_mb"),
@@ -35,19 +36,19 @@ rule distill:
     input:
         teacher=teacher_model,
     output:
-        model="results/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}/model.pt",
-        metrics="results/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}/metrics.jsonl",
-        config="results/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}/config.yaml",
+        model=run_path("results/distill", STUDENT, "model.pt"),
+        metrics=run_path("results/distill", STUDENT, "metrics.jsonl"),
+        config=run_path("results/distill", STUDENT, "config.yaml"),
     params:
         args=distill_args,
         teacher=lambda wc, input: teacher_option(wc, input),
         out=subpath(output.model, parent=True),
-        state="work/state/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}.pt",
+        state=run_path("work/state/distill", STUDENT, ".pt"),
         snnkd=launcher("distill"),
     log:
-        "logs/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}.log",
+        run_path("logs/distill", STUDENT, ".log"),
     benchmark:
-        "benchmarks/distill/{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}.tsv"
+        run_path("benchmarks/distill", STUDENT, ".tsv")
     threads: res("distill", "threads")
     resources:
         mem_mb=res("distill", "mem_mb"),
