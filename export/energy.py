@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import nir
 import torch
+from snnkd.export import nir_check as nc
 
 from snnkd.energy import Counts, LayerCounts, dense_pj, load_table
 from snnkd.errors import SnnkdError
-from snnkd.export import nir_check as nc
 from snnkd.ops import add_layer_counts, count_ops
 
 
@@ -128,15 +128,18 @@ def markdown_table(result: dict) -> str:
     """The energy table: per-layer counts and energies, then totals per target."""
     c, e = result["counts"], result["energy_pj"]
     tnames = list(e)
-    fmt = lambda v: "n/a" if v is None else f"{v / 1e3:.4g}"  # noqa: E731
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v / 1e3:.4g}"
+
     head = "| layer | input | SynOps | MACs | events | " + " | ".join(f"E {t} (nJ)" for t in tnames) + " |"
     lines = [f"# Energy per sample: {result['arch']} ({result['dataset']}, T={c['T']}, {c['samples']} test samples)", "",
              head, "|" + "---|" * (5 + len(tnames))]
     for r in c["layers"]:
         lines.append(f"| {r['name']} | {r['input']} | {r['synops']:.4g} | {r['macs']:.4g} | {r['events']:.4g} | "
                      + " | ".join(fmt(e[t]['per_layer_pj'][r['name']]) for t in tnames) + " |")
-    lines += ["", f"Neuron updates per sample: {c['neuron_updates']:.4g} "
-              f"(+ {c['output_neurons']:.4g} output neurons on event-driven targets).", "",
+    lines += ["", (f"Neuron updates per sample: {c['neuron_updates']:.4g} "
+                   f"(+ {c['output_neurons']:.4g} output neurons on event-driven targets)."), "",
               "| target | model | SNN (nJ) | SNN (µJ) | ANN, same architecture (nJ) | ANN teacher (nJ) | source |",
               "|---|---|---|---|---|---|---|"]
     for t in tnames:

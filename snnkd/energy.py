@@ -66,9 +66,9 @@ class LayerCounts:
 class Counts:
     """Per-sample operation counts of a model over some test inputs."""
 
-    layers: "OrderedDict[str, LayerCounts]" = field(default_factory=OrderedDict)
-    neurons: "OrderedDict[str, float]" = field(default_factory=OrderedDict)  # updates per spiking layer
-    firing_rates: "OrderedDict[str, float]" = field(default_factory=OrderedDict)
+    layers: OrderedDict[str, LayerCounts] = field(default_factory=OrderedDict)
+    neurons: OrderedDict[str, float] = field(default_factory=OrderedDict)  # updates per spiking layer
+    firing_rates: OrderedDict[str, float] = field(default_factory=OrderedDict)
     output_neurons: float = 0.0  # K * T: the output layer's neuron updates on an event-driven chip
     spiking: bool = True
     T: int = 1

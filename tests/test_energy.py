@@ -10,8 +10,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import pytest
-
 from export_models import teacher, trained
+
 from snnkd.cli.main import main
 from snnkd.energy import Counts, LayerCounts, dense_pj, energy_uj, load_table, price
 

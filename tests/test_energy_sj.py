@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from export_models import trained
+
 from snnkd.cli.inputs import model_inputs
 from snnkd.ops import count_ops
 from snnkd.runtime import load_model
@@ -28,7 +28,10 @@ pytestmark = pytest.mark.timeout(300)
 
 def sj_synops(model, x: torch.Tensor) -> dict[str, float]:
     """spikingjelly's SynOps per sample for every module scope of ``model`` (keyed as ``named_modules``)."""
-    from spikingjelly.activation_based.op_counter import DispatchCounterMode, SynOpCounter
+    from spikingjelly.activation_based.op_counter import (
+        DispatchCounterMode,
+        SynOpCounter,
+    )
 
     counter = SynOpCounter()
     model.eval()
@@ -46,7 +49,7 @@ def test_synops_match_spikingjelly_op_counter(arch: str) -> None:
     ours = count_ops(model, [(x, None)])
     theirs = sj_synops(model, x)
     kinds = {name: r.input for name, r in ours.layers.items()}
-    assert "spikes" in kinds.values() and list(kinds.values())[0] == "real"
+    assert "spikes" in kinds.values() and next(iter(kinds.values())) == "real"
     for name, rec in ours.layers.items():
         sj = theirs.get(name, 0.0)
         if rec.input == "spikes":

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from snnkd.export import nir_check as nc
-from snnkd.energy import price
-from snnkd.export.energy import compare_with_torch, energy_targets, graph_counts, price_targets
-from snnkd.ops import count_ops
-from snnkd.export.nir_export import to_nir
-from snnkd.cli.inputs import model_inputs
 from export_models import teacher, trained
+from snnkd.export import nir_check as nc
+from snnkd.export.energy import (
+    compare_with_torch,
+    energy_targets,
+    graph_counts,
+    price_targets,
+)
+from snnkd.export.nir_export import to_nir
+
+from snnkd.cli.inputs import model_inputs
 from snnkd.cli.main import main
+from snnkd.energy import price
+from snnkd.ops import count_ops
 from snnkd.runtime import load_model
 
 pytestmark = pytest.mark.timeout(300)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from snnkd.energy import price
 from snnkd.models.base import ClassifierHead, StagedNet
 from snnkd.neurons import NeuronConfig, SpikingNeuron
-from snnkd.energy import price
 from snnkd.ops import conv_synops, count_ops
 
 

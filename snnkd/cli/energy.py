@@ -44,11 +44,16 @@ def run(a: argparse.Namespace) -> int:
                 trees={"--data-root": a.data_root}, outputs={"--out": a.out, "--table": table})  # item 10
     import torch
 
+    from snnkd.cli.inputs import model_inputs
     from snnkd.energy import energy_uj, load_table
-    from snnkd.export.energy import compare_with_torch, graph_counts, markdown_table, price_targets
+    from snnkd.export.energy import (
+        compare_with_torch,
+        graph_counts,
+        markdown_table,
+        price_targets,
+    )
     from snnkd.export.nir_check import read_nir
     from snnkd.export.nir_export import to_nir
-    from snnkd.cli.inputs import model_inputs
     from snnkd.ops import count_ops
 
     table_figures = load_table(a.energy_table)  # a bad table fails before any work

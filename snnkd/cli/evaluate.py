@@ -12,9 +12,9 @@ from torch.utils.data import DataLoader
 from snnkd import io
 from snnkd.cli.common import add_precision_option, device_name, positive_int, resolved
 from snnkd.data import build_datasets
+from snnkd.energy import energy_uj, load_table
 from snnkd.errors import SnnkdError
 from snnkd.noise import parse_variant as parse_noise
-from snnkd.energy import energy_uj, load_table
 from snnkd.ops import count_ops
 from snnkd.paths import check_paths
 from snnkd.runtime import load_model
