@@ -93,7 +93,7 @@ def _peer_act(fw: str, neuron: str, T: int):
 
 def _build(model: str, fw: str, neuron: str, T: int):
     from snnkd.models import create_model
-    from snnkd.models.registry import _MODELS
+    from snnkd.models.registry import MODELS
     from snnkd.neurons import NeuronConfig
 
     if fw == "ann":
@@ -101,7 +101,7 @@ def _build(model: str, fw: str, neuron: str, T: int):
     if fw in ("bptt", "rate"):
         cfg = NeuronConfig() if neuron == "if" else NeuronConfig(kind="lif", decay=0.5, reset="soft")
         return create_model(model, cfg, 10, 3, 32, T)
-    net = _MODELS[model](act_layer=_peer_act(fw, neuron, T), num_classes=10, in_chans=3, img_size=32)
+    net = MODELS[model](act_layer=_peer_act(fw, neuron, T), num_classes=10, in_chans=3, img_size=32)
     net.arch, net.in_chans, net.img_size = model, 3, 32
     return _set_T(net, fw, T)
 
