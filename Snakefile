@@ -42,7 +42,10 @@ include: "workflow/rules/safe_config.smk"
 # config/config.yaml unless --configfile names another one (then only that one is used).
 # Every config file is first read once more, carefully (repeated keys, nesting depth, alias
 # expansion): see workflow/rules/safe_config.smk.
-check_config_files(workflow.overwrite_configfiles or [p for p in ["config/config.yaml"] if os.path.exists(p)])
+check_config_files(
+    workflow.overwrite_configfiles
+    or [p for p in ["config/config.yaml"] if os.path.exists(p)]
+)
 
 if not workflow.overwrite_configfiles:
 
@@ -83,6 +86,7 @@ localrules:
 
 
 rule all:
+    default_target: True
     """Every run of the grid evaluated, the export switched on, the tables and figures."""
     input:
         student_evals(),
@@ -93,4 +97,3 @@ rule all:
         "results/plots/accuracy_energy.png",
         "results/plots/firing_rates.png",
         "results/plots/training_curves.png",
-    default_target: True

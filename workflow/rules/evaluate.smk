@@ -8,19 +8,19 @@ rule evaluate:
         model=run_path("results/distill", STUDENT, "model.pt"),
     output:
         json=run_path("results/evaluate/distill", STUDENT, "eval.json"),
-    params:
-        args=evaluate_args,
     log:
         run_path("logs/evaluate/distill", STUDENT, ".log"),
     benchmark:
         run_path("benchmarks/evaluate/distill", STUDENT, ".tsv")
+    conda:
+        "../envs/snnkd.yaml"
     threads: res("evaluate", "threads")
     resources:
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
         gpu=res("evaluate", "gpu"),
-    conda:
-        "../envs/snnkd.yaml"
+    params:
+        args=evaluate_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model:q} --out {output.json:q} "
         "{params.args} > {log:q} 2>&1"

@@ -11,19 +11,19 @@ rule export_nir:
     output:
         model=run_path("results/export/nir", STUDENT, "model.nir"),
         report=run_path("results/export/nir", STUDENT, "nir.json"),
-    params:
-        args=export_args,
     log:
         run_path("logs/export/nir", STUDENT, ".log"),
     benchmark:
         run_path("benchmarks/export/nir", STUDENT, ".tsv")
+    conda:
+        "../envs/snnkd.yaml"
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
         runtime=res("export", "runtime"),
         gpu=res("export", "gpu"),
-    conda:
-        "../envs/snnkd.yaml"
+    params:
+        args=export_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to nir "
         "--out {output.model:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
@@ -36,19 +36,19 @@ rule export_onnx:
     output:
         model=run_path("results/export/onnx", STUDENT, "model.onnx"),
         report=run_path("results/export/onnx", STUDENT, "onnx.json"),
-    params:
-        args=export_args,
     log:
         run_path("logs/export/onnx", STUDENT, ".log"),
     benchmark:
         run_path("benchmarks/export/onnx", STUDENT, ".tsv")
+    conda:
+        "../envs/snnkd.yaml"
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
         runtime=res("export", "runtime"),
         gpu=res("export", "gpu"),
-    conda:
-        "../envs/snnkd.yaml"
+    params:
+        args=export_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to onnx "
         "--out {output.model:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
@@ -62,19 +62,19 @@ rule export_lava:
     output:
         net=directory(run_path("results/export/lava", STUDENT, "net")),
         report=run_path("results/export/lava", STUDENT, "lava.json"),
-    params:
-        args=export_args,
     log:
         run_path("logs/export/lava", STUDENT, ".log"),
     benchmark:
         run_path("benchmarks/export/lava", STUDENT, ".tsv")
+    conda:
+        "../envs/lava.yaml"
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
         runtime=res("export", "runtime"),
         gpu=res("export", "gpu"),
-    conda:
-        "../envs/lava.yaml"
+    params:
+        args=export_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd export --model {input.model:q} --to lava --nir {input.nir:q} "
         "--out {output.net:q} --report {output.report:q} {params.args} > {log:q} 2>&1"
@@ -88,19 +88,19 @@ rule energy:
     output:
         json=run_path("results/energy", STUDENT, "energy.json"),
         table=run_path("results/energy", STUDENT, "energy.md"),
-    params:
-        args=export_args,
     log:
         run_path("logs/energy", STUDENT, ".log"),
     benchmark:
         run_path("benchmarks/energy", STUDENT, ".tsv")
+    conda:
+        "../envs/snnkd.yaml"
     threads: res("export", "threads")
     resources:
         mem_mb=res("export", "mem_mb"),
         runtime=res("export", "runtime"),
         gpu=res("export", "gpu"),
-    conda:
-        "../envs/snnkd.yaml"
+    params:
+        args=export_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd energy --model {input.model:q} --nir {input.nir:q} "
         "--out {output.json:q} --table {output.table:q} {params.args} > {log:q} 2>&1"
