@@ -13,11 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from snnkd.export.onnx_export import OPSET, ExportNeuron
 from torch import nn
 
-from snnkd.export.onnx_export import OPSET, ExportNeuron
 from snnkd.models import create_model
-from snnkd.neurons import NeuronConfig, SpikingNeuron, multi_step, neuron_step, record_steps
+from snnkd.neurons import (
+    NeuronConfig,
+    SpikingNeuron,
+    multi_step,
+    neuron_step,
+    record_steps,
+)
 from snnkd.train.rate import NeuronTrace, RateContext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,9 +142,8 @@ def test_T_is_the_models_and_changes_only_through_set_T_or_timesteps():
         with torch.no_grad():
             assert model(x).shape == (2, 10)
     assert model.T == 3 and _neuron_Ts(model) == {3}
-    with pytest.raises(RuntimeError, match="inside"):
-        with model.timesteps(1):
-            raise RuntimeError("inside")
+    with pytest.raises(RuntimeError, match="inside"), model.timesteps(1):
+        raise RuntimeError("inside")
     assert model.T == 3 and _neuron_Ts(model) == {3}  # restored after an exception too
     neuron = next(m for m in model.modules() if isinstance(m, SpikingNeuron))
     with pytest.raises(AttributeError, match="set_T"):

@@ -26,12 +26,36 @@ from snnkd.neurons.config import SURROGATES, NeuronConfig, SurrogateKind
 from snnkd.neurons.eligibility import rate_fn, record_steps
 from snnkd.neurons.equation import neuron_step, reset_factor, run_steps, unroll
 from snnkd.neurons.fused import multi_step
-from snnkd.neurons.module import (RUNNERS, NeuronRunner, SpikingNeuron, TimeSteps, fp32_current,
-                                  register_runner, reset_net)
+from snnkd.neurons.module import (
+                                  RUNNERS,
+                                  NeuronRunner,
+                                  SpikingNeuron,
+                                  TimeSteps,
+                                  fp32_current,
+                                  register_runner,
+                                  reset_net,
+)
 from snnkd.neurons.surrogate import spike_fn, surrogate_grad, surrogate_grad_
 
 __all__ = [
-    "SURROGATES", "NeuronConfig", "SurrogateKind", "rate_fn", "record_steps", "neuron_step", "reset_factor",
-    "run_steps", "unroll", "multi_step", "RUNNERS", "NeuronRunner", "SpikingNeuron", "TimeSteps",
-    "fp32_current", "register_runner", "reset_net", "spike_fn", "surrogate_grad", "surrogate_grad_",
+                                  "RUNNERS",
+                                  "SURROGATES",
+                                  "NeuronConfig",
+                                  "NeuronRunner",
+                                  "SpikingNeuron",
+                                  "SurrogateKind",
+                                  "TimeSteps",
+                                  "fp32_current",
+                                  "multi_step",
+                                  "neuron_step",
+                                  "rate_fn",
+                                  "record_steps",
+                                  "register_runner",
+                                  "reset_factor",
+                                  "reset_net",
+                                  "run_steps",
+                                  "spike_fn",
+                                  "surrogate_grad",
+                                  "surrogate_grad_",
+                                  "unroll",
 ]

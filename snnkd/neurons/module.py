@@ -3,7 +3,8 @@ it reads (:class:`TimeSteps`, owned by the model)."""
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -44,13 +45,13 @@ class NeuronRunner(Protocol):
 
     mode: str
 
-    def __call__(self, neuron: "SpikingNeuron", x: torch.Tensor) -> torch.Tensor: ...
+    def __call__(self, neuron: SpikingNeuron, x: torch.Tensor) -> torch.Tensor: ...
 
 
-RUNNERS: dict[str, Callable[["NeuronRunner | None"], NeuronRunner]] = {}
+RUNNERS: dict[str, Callable[[NeuronRunner | None], NeuronRunner]] = {}
 
 
-def register_runner(mode: str, factory: Callable[["NeuronRunner | None"], NeuronRunner]) -> None:
+def register_runner(mode: str, factory: Callable[[NeuronRunner | None], NeuronRunner]) -> None:
     """Name a runner so that ``neuron.mode = mode`` installs ``factory(current runner)``."""
     if mode == "spike" or mode in RUNNERS:
         raise ValueError(f"neuron mode {mode!r} is already defined")
