@@ -139,7 +139,10 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
             report.neurons[name] = 0.0
 
             def nhook(mod, inp, out, name=name):
-                report.firing_rates[name] += float(out.mean()) * out.shape[0]
+                unit = float(getattr(mod, "spike_value", 1.0))  # a converted neuron's spikes carry lambda
+                if unit != 1.0:
+                    scaled[id(out)] = (out, 1.0 / unit)  # counted as spikes (snnkd.convert.ScaledIF)
+                report.firing_rates[name] += float(out.mean()) / unit * out.shape[0]
                 report.neurons[name] += float(out.numel())
             handles.append(m.register_forward_hook(nhook))
     was_training = model.training

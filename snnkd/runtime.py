@@ -41,8 +41,12 @@ def load_model(path: str | Path) -> tuple[StagedNet, dict]:
     validate.check_meta(meta, str(path))  # before the model is built: no 2**34-class layer
     try:
         neuron = NeuronConfig(**meta["neuron"]) if meta["neuron"] else None
-        model = build(meta["arch"], neuron, meta["num_classes"], meta["in_chans"],
-                      meta["img_size"], meta["T"], meta["encoding"], meta["dataset"])
+        if meta.get("conversion") is not None:  # an ANN-to-SNN conversion: scaled IF neurons
+            from snnkd.convert import build_converted
+            model = build_converted(meta)
+        else:
+            model = build(meta["arch"], neuron, meta["num_classes"], meta["in_chans"],
+                          meta["img_size"], meta["T"], meta["encoding"], meta["dataset"])
     except (TypeError, ValueError) as e:
         raise SnnkdError(f"{path}: invalid checkpoint metadata: {e}") from None
     expected = model.state_dict()
@@ -58,5 +62,8 @@ def load_model(path: str | Path) -> tuple[StagedNet, dict]:
     bad = validate.nonfinite_count(state)
     if bad:
         raise SnnkdError(f"{path} has {bad} non-finite weights (NaN or infinite: training diverged); refusing it")
+    if meta.get("conversion") is not None:
+        from snnkd.convert import check_scales
+        check_scales(model, str(path))
     model.eval()
     return model, meta

@@ -115,6 +115,9 @@ def check_meta(meta: Any, where: str) -> dict:
             raise SnnkdError(f"{bad} {k} must be a string, not {type(meta[k]).__name__}")
     if meta.get("params") is not None and not isinstance(meta["params"], dict):
         raise SnnkdError(f"{bad} params must be a mapping")
+    if meta.get("conversion") is not None:  # an ANN-to-SNN conversion (snnkd convert)
+        from snnkd.convert import check_conversion_meta
+        check_conversion_meta(meta, where)
     return meta
 
 

@@ -24,7 +24,7 @@ from snnkd.cli.common import config_tokens
 from snnkd.errors import SnnkdError
 from snnkd.registry import load_plugins, plugin_modules
 
-SUBCOMMANDS = ["pretrain", "distill", "evaluate", "export", "energy", "plot_blockwise"]
+SUBCOMMANDS = ["pretrain", "distill", "convert", "evaluate", "export", "energy", "plot_blockwise"]
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
