@@ -14,8 +14,7 @@ from torch import nn
 
 from snnkd.registry import Registry
 
-
-ENCODERS: Registry[type["Encoder"]] = Registry("encoding")
+ENCODERS: Registry[type[Encoder]] = Registry("encoding")
 
 
 class Encoder(nn.Module):
@@ -24,7 +23,7 @@ class Encoder(nn.Module):
     name = "encoder"
 
     @classmethod
-    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> "Encoder":
+    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Encoder:
         """The encoder for data normalised with ``mean``/``std`` (most ignore them)."""
         return cls()
 
@@ -56,7 +55,7 @@ class PoissonEncoder(Encoder):
     name = "poisson"
 
     @classmethod
-    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> "Encoder":
+    def from_data(cls, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Encoder:
         return cls(mean, std)
 
     def __init__(self, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None) -> None:

@@ -233,8 +233,10 @@ def test_a_new_method_is_one_file(tmp_path):
     _copy_tree(copy)
     (copy / "snnkd" / "methods" / "throwaway.py").write_text(THROWAWAY)
     env = {**{k: v for k, v in os.environ.items() if k != "SNNKD_PLUGINS"}, "PYTHONPATH": str(copy)}
-    run = lambda *a: subprocess.run([sys.executable, "-m", "snnkd", *a], capture_output=True, text=True,  # noqa: E731
-                                    cwd=tmp_path, env=env, timeout=600)
+
+    def run(*a: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "snnkd", *a], capture_output=True, text=True,
+                              cwd=tmp_path, env=env, timeout=600)
     help_text = " ".join(run("distill", "--help").stdout.split())
     assert "throwaway" in help_text
     assert "throwaway" not in " ".join(subprocess.run([sys.executable, "-m", "snnkd", "distill", "--help"],

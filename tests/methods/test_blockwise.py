@@ -7,8 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from method_helpers import (B, Y, MethodContract, close, models, n, np_ce, np_conv1x1_bn_eval, np_kd,
-                            resized_teacher, run_eval)
+from method_helpers import (
+    B,
+    MethodContract,
+    Y,
+    close,
+    models,
+    n,
+    np_ce,
+    np_conv1x1_bn_eval,
+    np_kd,
+    resized_teacher,
+    run_eval,
+)
 
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError

@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from method_helpers import (B, Y, MethodContract, models, n, np_conv1x1_nobn, np_log_softmax, np_softmax,
-                            resized_teacher, run_eval)
+from method_helpers import (
+    B,
+    MethodContract,
+    Y,
+    models,
+    n,
+    np_conv1x1_nobn,
+    np_log_softmax,
+    np_softmax,
+    resized_teacher,
+    run_eval,
+)
 
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from method_helpers import B, Y, MethodContract, models, n, np_ce, np_conv1x1_bn_eval, resized_teacher, run_eval
+from method_helpers import (
+    B,
+    MethodContract,
+    Y,
+    models,
+    n,
+    np_ce,
+    np_conv1x1_bn_eval,
+    resized_teacher,
+    run_eval,
+)
 
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method

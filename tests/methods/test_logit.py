@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from method_helpers import Y, MethodContract, close, models, n, np_ce, np_kd, run_eval
+from method_helpers import MethodContract, Y, close, models, n, np_ce, np_kd, run_eval
 
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method

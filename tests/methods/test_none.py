@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch.nn.functional as F
-from method_helpers import Y, MethodContract, models
+from method_helpers import MethodContract, Y, models
 
 from snnkd.methods import build_method, get_method
 

@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from method_helpers import B, K, Y, MethodContract, close, models, n, np_kl, np_log_softmax, np_softmax
+from method_helpers import (
+    B,
+    K,
+    MethodContract,
+    Y,
+    close,
+    models,
+    n,
+    np_kl,
+    np_log_softmax,
+    np_softmax,
+)
 
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method
