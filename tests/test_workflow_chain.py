@@ -22,11 +22,11 @@ def planned_jobs(workdir: Path, config: Path) -> list[dict]:
     """Every job of a forced dry run: ``{"rule", "input": [...], "output": [...]}``."""
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
                         "-n", "--forceall", "--configfile", str(config)],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     jobs = []
-    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", r.stdout + r.stderr, re.M):
-        fields = dict(re.findall(r"^    (\w+): (.*)$", m.group(2), re.M))
+    for m in re.finditer(r"^(?:local)?rule (\w+):\n((?:    .*\n)+)", r.stdout + r.stderr, re.MULTILINE):
+        fields = dict(re.findall(r"^    (\w+): (.*)$", m.group(2), re.MULTILINE))
         jobs.append({"rule": m.group(1), "input": fields.get("input", "").split(", ") if "input" in fields else [],
                      "output": fields.get("output", "").split(", ")})
     return jobs

@@ -37,7 +37,7 @@ def test_config_readme_names_every_top_level_key_in_its_table() -> None:
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     text = (ROOT / "config" / "README.md").read_text()
     table = text.split("## Top-level keys", 1)[1].split("\n## ", 1)[0]
-    rows = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    rows = set(re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE))
     assert rows == set(schema["properties"]), sorted(rows ^ set(schema["properties"]))
     assert {f"`{k}`" for k in schema["required"]} <= {f"`{r}`" for r in rows}
 
