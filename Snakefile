@@ -65,6 +65,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/export.smk"
+include: "workflow/rules/convert.smk"
 include: "workflow/rules/summary.smk"
 
 

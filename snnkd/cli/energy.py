@@ -58,6 +58,8 @@ def run(a: argparse.Namespace) -> int:
 
     table_figures = load_table(a.energy_table)  # a bad table fails before any work
     model, meta = load_model(a.model)
+    from snnkd.convert import refuse_export
+    refuse_export(meta, str(a.model), "NIR (energy counts on the graph)")  # evaluate prices a conversion
     if meta["kind"] != "snn":
         raise SnnkdError(f"{a.model} is an ANN; energy takes the SNN student (give the ANN as --teacher)")
     graph = read_nir(a.nir) if a.nir else to_nir(model, meta)

@@ -60,6 +60,8 @@ def run(a: argparse.Namespace) -> int:
                 trees={"--data-root": a.data_root}, fresh_dirs={"--out": a.out} if lava else None,
                 outputs={"--out": None if lava else a.out, "--report": report_path})  # items 1, 2, 10
     model, meta = load_model(a.model)
+    from snnkd.convert import refuse_export
+    refuse_export(meta, str(a.model), a.to)  # a converted model: one line, before any data is read
     x, y = model_inputs(meta, a.data_root, "test", a.limit_test or (100 if lava else None), a.download)
     if a.to == "nir":
         from snnkd.export.nir_pipeline import export_nir

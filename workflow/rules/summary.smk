@@ -6,6 +6,7 @@ rule summarise:
     input:
         students=student_evals(),
         teachers=teacher_evals(),
+        conversions=convert_evals(),
     output:
         tsv=report(
             "results/summary/summary.tsv",
@@ -31,7 +32,7 @@ rule summarise:
         runtime=res("summarise", "runtime"),
         gpu=0,
     params:
-        records=run_records(),
+        records=run_records() + convert_records(),
     script:
         "../scripts/summarise.py"
 
@@ -41,6 +42,7 @@ rule plots:
     input:
         students=student_evals(),
         teachers=teacher_evals(),
+        conversions=convert_evals(),
         metrics=[r["metrics"] for r in run_records()],
     output:
         energy=report(
@@ -61,6 +63,12 @@ rule plots:
             category="Figures",
             labels={"figure": "training curves"},
         ),
+        accuracy_T=report(
+            "results/plots/accuracy_T.png",
+            caption="../report/accuracy_T.rst",
+            category="Figures",
+            labels={"figure": "accuracy against T"},
+        ),
     log:
         "logs/summary/plots.log",
     benchmark:
@@ -73,6 +81,6 @@ rule plots:
         runtime=res("summarise", "runtime"),
         gpu=0,
     params:
-        records=run_records(),
+        records=run_records() + convert_records(),
     script:
         "../scripts/plots.py"

@@ -28,6 +28,8 @@ def save(fig, path: str) -> None:
 
 def label(key: tuple) -> str:
     dataset, teacher, student, method, trainer, T = key
+    if method == "convert":
+        return f"{student} ANN-to-SNN conversion T{T}"
     return f"{student} {method} {trainer} T{T}" + (f" ({teacher})" if teacher != "none" else "")
 
 
@@ -63,6 +65,35 @@ def accuracy_energy(groups: dict, path: str) -> None:
     save(fig, path)
 
 
+def accuracy_T(groups: dict, path: str) -> None:
+    """Accuracy (mean ± std over seeds) against T: one line per (dataset, teacher, student,
+    method, trainer), the ANN-to-SNN conversions (method ``convert``) dashed-marked, and each
+    teacher's ANN accuracy as a horizontal line."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    lines: dict[tuple, list[tuple[int, float, float]]] = {}
+    teachers = {}
+    for key, runs in groups.items():
+        acc = [r["ev"]["accuracy"] for r in runs]
+        lines.setdefault(key[:5], []).append((int(key[5]), statistics.fmean(acc), std(acc)))
+        if runs[0]["tev"]:
+            teachers[(key[0], key[1])] = runs[0]["tev"]["accuracy"]
+    for (dataset, teacher, student, method, trainer), pts in lines.items():
+        pts.sort()
+        convert = method == "convert"
+        name = f"{student} ANN-to-SNN conversion" if convert else f"{student} {method} {trainer}"
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], capsize=3,
+                    marker="s" if convert else "o", linestyle="--" if convert else "-", label=name)
+    for (dataset, teacher), acc in teachers.items():
+        ax.axhline(acc, color="k", linestyle=":", linewidth=1)
+        ax.annotate(f"ANN {teacher}", (ax.get_xlim()[0], acc), textcoords="offset points", xytext=(3, 3), fontsize=8)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("time steps T")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy against T (dashed: ANN-to-SNN conversion; dotted: ANN teachers)")
+    ax.legend(fontsize=7, loc="best")
+    save(fig, path)
+
+
 def firing_rates(groups: dict, path: str) -> None:
     """Per-layer firing rate of every group, averaged over seeds."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -86,6 +117,8 @@ def training_curves(groups: dict, path: str) -> None:
     """Training loss and validation accuracy per epoch, averaged over seeds."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     for key, runs in groups.items():
+        if any(r.get("metrics") is None for r in runs):
+            continue  # a conversion (snnkd convert) is not trained: no curve
         curves = [read_metrics(r["metrics"]) for r in runs]
         n = min(len(c) for c in curves)
         epochs = [curves[0][i]["epoch"] for i in range(n)]
@@ -102,21 +135,23 @@ def training_curves(groups: dict, path: str) -> None:
     save(fig, path)
 
 
-def main(records: list[dict], energy: str, rates: str, curves: str) -> None:
+def main(records: list[dict], energy: str, rates: str, curves: str, acc_T: str | None = None) -> None:
     groups = group_runs(records)
     Path(energy).parent.mkdir(parents=True, exist_ok=True)
     accuracy_energy(groups, energy)
     firing_rates(groups, rates)
     training_curves(groups, curves)
+    if acc_T:
+        accuracy_T(groups, acc_T)
 
 
 if "snakemake" in globals():
     sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (injected by Snakemake)
     out = snakemake.output  # noqa: F821
-    main(snakemake.params.records, out.energy, out.rates, out.curves)  # noqa: F821
+    main(snakemake.params.records, out.energy, out.rates, out.curves, getattr(out, "accuracy_T", None))  # noqa: F821
 elif __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: plots.py RECORDS.json OUTDIR")
     d = Path(sys.argv[2])
     main(read_json(sys.argv[1]), str(d / "accuracy_energy.png"), str(d / "firing_rates.png"),
-         str(d / "training_curves.png"))
+         str(d / "training_curves.png"), str(d / "accuracy_T.png"))

@@ -4,7 +4,9 @@ One row per (dataset, teacher, student, method, trainer, T); accuracy is the mea
 standard deviation over seeds; SynOps, MACs, firing rate and energy are seed means; the
 teacher's accuracy and energy stand beside each row.  Energy is read from ``eval.json``
 (``energy_uj``, priced by snnkd/energy.py, the same figure as ``energy.md``) and is
-``None`` (``-``) where the model does not run on the target (an ANN on Loihi).  Runs under Snakemake (``script:``)
+``None`` (``-``) where the model does not run on the target (an ANN on Loihi).  ANN-to-SNN
+conversions (``convert:`` block, workflow/rules/convert.smk) are rows with method ``convert``
+and trainer ``none``, the teacher's variant as student, priced by the same energy model.  Runs under Snakemake (``script:``)
 or by hand: ``python summarise.py records.json summary.tsv summary.md`` where
 ``records.json`` lists the run records built in workflow/rules/common.smk.
 """
