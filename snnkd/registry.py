@@ -156,8 +156,12 @@ def plugin_modules(argv_plugins: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys([*env, *argv_plugins]))
 
 
-def load_plugins(modules: Iterable[str]) -> None:
-    """Import each plugin module (its decorators register its models, methods, datasets, trainers)."""
+def load_plugins(modules: Iterable[str], export: bool = False) -> None:
+    """Import each plugin module (its decorators register its models, methods, datasets, trainers);
+    ``export``: also add them to ``SNNKD_PLUGINS``, so child processes (workflow jobs) import them."""
+    modules = list(modules)
+    if export and modules:
+        os.environ[PLUGIN_ENV] = ",".join(plugin_modules(modules))
     for mod in modules:
         try:
             importlib.import_module(mod)

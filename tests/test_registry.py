@@ -262,3 +262,14 @@ def test_a_new_method_is_one_file(tmp_path):
     assert dry.returncode == 0, text[-3000:]
     assert "--method throwaway" in text and "--param scale=3.0" in text
     assert "results/distill/digits/none/" in text  # teacher-less: from needs_teacher, no list to edit
+
+
+def test_exported_plugins_reach_child_processes(monkeypatch):
+    """What the workflow does with its config's plugins: import them and export SNNKD_PLUGINS."""
+    from snnkd.registry import PLUGIN_ENV, load_plugins, plugin_modules
+    monkeypatch.setenv(PLUGIN_ENV, "json")
+    load_plugins(["string", "json"], export=True)
+    assert os.environ[PLUGIN_ENV] == "json,string" and plugin_modules(["csv"]) == ["json", "string", "csv"]
+    r = subprocess.run([sys.executable, "-c", "import os; print(os.environ['SNNKD_PLUGINS'])"],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "json,string"

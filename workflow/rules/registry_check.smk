@@ -4,8 +4,6 @@
 # typo fails `snakemake -n` with one line naming it and the valid choices, not inside a job.
 # The config's `plugins:` reach every rule's snnkd command through SNNKD_PLUGINS.
 
-import os
-
 from snakemake.exceptions import WorkflowError
 
 # (config section, key of each variant, registry kind)
@@ -20,17 +18,13 @@ REGISTRY_NAMES = [
 
 def snnkd_registries(cfg: dict) -> dict:
     """snnkd's registries after importing the config's plugins (also exported to the jobs)."""
-    plugins = list(cfg.get("plugins") or [])
-    if plugins:
-        known = [m for m in os.environ.get("SNNKD_PLUGINS", "").split(",") if m]
-        os.environ["SNNKD_PLUGINS"] = ",".join(dict.fromkeys([*known, *plugins]))
     try:
         from snnkd.errors import SnnkdError
         from snnkd.registry import load_plugins, plugin_modules, registries
     except ImportError as e:
         raise WorkflowError(f"config check: snnkd is not importable by Snakemake ({e})")
     try:
-        load_plugins(plugin_modules())
+        load_plugins(plugin_modules(cfg.get("plugins") or []), export=True)
         regs = registries()
         for reg in regs.values():
             reg.load()
@@ -48,8 +42,10 @@ def check_registry_names(cfg: dict, regs: dict) -> None:
             value = (spec or {}).get(key)
             if value is not None and value not in regs[kind]:
                 names = regs[kind].names()
-                raise WorkflowError(f"config: {section}.{variant}.{key}: unknown {kind} {value!r}"
-                                    f"{close_match(value, names)}; choose one of {', '.join(names)}")
+                raise WorkflowError(
+                    f"config: {section}.{variant}.{key}: unknown {kind} {value!r}"
+                    f"{close_match(value, names)}; choose one of {', '.join(names)}"
+                )
 
 
 def teacherless_methods(regs: dict) -> set:
