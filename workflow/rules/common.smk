@@ -18,9 +18,6 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 # Wildcard values, so a requested path can only name a run the config could have made
 # (no shell metacharacters, spaces, quotes or '..' components ever reach a rule).
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-TEACHER_ID = rf"{NAME}/{NAME}"
-STUDENT_ID = rf"{NAME}/{NAME}/{NAME}/{NAME}/{NAME}/T\d+/seed\d+"
-RUN_ID = rf"{TEACHER_ID}(?:/{NAME}/{NAME}/{NAME}/T\d+/seed\d+)?"  # either of the two
 TEACHERLESS = teacherless_methods(SNNKD_REGISTRIES)  # needs_teacher False (registry_check.smk)
 DEFAULT_RESOURCES = {"threads": 1, "mem_mb": 2000, "runtime": 60, "gpu": 0}
 STUDENT = "{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}"
