@@ -47,7 +47,7 @@ converted model (:func:`refuse_export`): graded spikes and the scalers are not i
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

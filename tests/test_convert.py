@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from export_models import scratch, teacher
 from torch import nn
 
-from export_models import scratch, teacher
 from snnkd import io
 from snnkd.cli.inputs import model_inputs
 from snnkd.cli.main import main
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def converted(arch: str, T: int, percentile: float = 99.9) -> Path:
     """``snnkd convert`` of the digits teacher ``arch`` at ``T``; its model.pt."""
     out = scratch() / f"{arch}-T{T}-p{percentile}"
@@ -38,7 +38,7 @@ def converted(arch: str, T: int, percentile: float = 99.9) -> Path:
     return out / "model.pt"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def evaluated(model: Path) -> dict:
     out = model.parent / "eval.json"
     assert main(["evaluate", "--model", str(model), "--out", str(out)]) == 0

@@ -77,13 +77,13 @@ def accuracy_T(groups: dict, path: str) -> None:
         lines.setdefault(key[:5], []).append((int(key[5]), statistics.fmean(acc), std(acc)))
         if runs[0]["tev"]:
             teachers[(key[0], key[1])] = runs[0]["tev"]["accuracy"]
-    for (dataset, teacher, student, method, trainer), pts in lines.items():
+    for (_dataset, _teacher, student, method, trainer), pts in lines.items():
         pts.sort()
         convert = method == "convert"
         name = f"{student} ANN-to-SNN conversion" if convert else f"{student} {method} {trainer}"
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], capsize=3,
                     marker="s" if convert else "o", linestyle="--" if convert else "-", label=name)
-    for (dataset, teacher), acc in teachers.items():
+    for (_dataset, teacher), acc in teachers.items():
         ax.axhline(acc, color="k", linestyle=":", linewidth=1)
         ax.annotate(f"ANN {teacher}", (ax.get_xlim()[0], acc), textcoords="offset points", xytext=(3, 3), fontsize=8)
     ax.set_xscale("log", base=2)

@@ -6,8 +6,8 @@ teacher's accuracy and energy stand beside each row.  Energy is read from ``eval
 (``energy_uj``, priced by snnkd/energy.py, the same figure as ``energy.md``) and is
 ``None`` (``-``) where the model does not run on the target (an ANN on Loihi).  ANN-to-SNN
 conversions (``convert:`` block, workflow/rules/convert.smk) are rows with method ``convert``
-and trainer ``none``, the teacher's variant as student, priced by the same energy model.  Runs under Snakemake (``script:``)
-or by hand: ``python summarise.py records.json summary.tsv summary.md`` where
+and trainer ``none``, the teacher's variant as student, priced by the same energy model.
+Runs under Snakemake (``script:``) or by hand: ``python summarise.py records.json summary.tsv summary.md`` where
 ``records.json`` lists the run records built in workflow/rules/common.smk.
 """
 
