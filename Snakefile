@@ -42,10 +42,7 @@ include: "workflow/rules/safe_config.smk"
 # config/config.yaml unless --configfile names another one (then only that one is used).
 # Every config file is first read once more, carefully (repeated keys, nesting depth, alias
 # expansion): see workflow/rules/safe_config.smk.
-check_config_files(
-    workflow.overwrite_configfiles
-    or [p for p in ["config/config.yaml"] if os.path.exists(p)]
-)
+check_config_files(workflow.overwrite_configfiles or [p for p in ["config/config.yaml"] if os.path.exists(p)])
 
 if not workflow.overwrite_configfiles:
 
@@ -87,8 +84,8 @@ localrules:
 
 
 rule all:
-    default_target: True
     """Every run of the grid evaluated, the export switched on, the tables and figures."""
+    default_target: True
     input:
         student_evals(),
         teacher_evals(),

@@ -65,8 +65,10 @@ def main() -> None:
             for mode, pr in (configs if rep % 2 == 0 else configs[::-1]):
                 t0 = time.perf_counter()
                 _train_step(setups[mode], x, y, pr)
-                (times[(mode, pr)].append if rep else lambda d, c=(mode, pr): warm.__setitem__(c, d))(
-                    time.perf_counter() - t0)
+                if rep:
+                    times[(mode, pr)].append(time.perf_counter() - t0)
+                else:
+                    warm[(mode, pr)] = time.perf_counter() - t0
             print(f"  {model} round {rep + 1}/{1 + a.steps}", file=sys.stderr, flush=True)
         for mode, pr in configs:
             med = statistics.median(times[(mode, pr)])

@@ -47,7 +47,8 @@ def _peer_act(fw: str, neuron: str, T: int):
     from torch import nn
 
     if fw == "sj":
-        from spikingjelly.activation_based import neuron as sjn, surrogate as sjs
+        from spikingjelly.activation_based import neuron as sjn
+        from spikingjelly.activation_based import surrogate as sjs
 
         def make_node():
             if neuron == "if":
@@ -277,7 +278,7 @@ def _table(med: dict, model: str, a: argparse.Namespace, Ts: list[int], pr: str)
             sj = med.get((model, "sj", T, pr))
             sps = a.batch / m["step_s"]
 
-            def r(key: str, ref: dict | None) -> str:
+            def r(key: str, ref: dict | None, m: dict = m) -> str:
                 return _fmt_ratio(m[key], ref[key] if ref else None)
             print(f"{fw:9s} {pr:4s} {T:2d} {sps:10.2f} {_fmt_ratio(sps, a.batch / ann['step_s'] if ann else None)}"
                   f" {_fmt_ratio(sps, a.batch / sj['step_s'] if sj else None)} {m['step_s'] * 1e3:8.1f}"
@@ -293,7 +294,7 @@ def _goals(med: dict, models: list[str], Ts: list[int], precisions: list[str]) -
         print(f"[{model}] {text}: {value:.2f}x ({'MET' if ok else 'NOT MET'})")
 
     for model in models:
-        def get(fw, T, pr):
+        def get(fw, T, pr, model=model):
             return med.get((model, fw, T, pr))
         if 4 in Ts and get("bptt", 4, "bf16") and get("bptt", 4, "fp32"):
             sp = get("bptt", 4, "fp32")["step_s"] / get("bptt", 4, "bf16")["step_s"]

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import nir
 import torch
-from snnkd.export import nir_check as nc
 
 from snnkd.energy import Counts, LayerCounts, dense_pj, load_table
 from snnkd.errors import SnnkdError
+from snnkd.export import nir_check as nc
 from snnkd.ops import add_layer_counts, count_ops
 
 

@@ -17,8 +17,8 @@ the fraction of samples whose predicted class agrees.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import h5py
 import nir
@@ -31,7 +31,6 @@ from snnkd import safeload
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet
 from snnkd.neurons import SpikingNeuron, reset_net
-
 
 # What snnkd's exporter writes and its re-import, energy count and Loihi build can run.
 RUNNABLE_NODES = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.IF, nir.LIF, nir.AvgPool2d, nir.Flatten)
@@ -270,8 +269,9 @@ def spike_key(name: str) -> str:
 def run_reference(model: StagedNet, x_seq: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The trained model one step per call on ``x_seq [T, B, ...]``:
     ``(per-step outputs [T, B, K], {layer: spikes [T, B, ...]})``."""
-    from snnkd.export.deploy import StepNet
     import copy
+
+    from snnkd.export.deploy import StepNet
     net = StepNet(copy.deepcopy(model).eval().set_T(1))
     store: dict[str, list[torch.Tensor]] = {}
     hooks = _hook_spikes({spike_key(n): mod for n, mod in net.named_modules() if isinstance(mod, SpikingNeuron)}, store)
@@ -314,12 +314,12 @@ def agreement(ref: tuple[torch.Tensor, dict[str, torch.Tensor]], other: tuple[to
     layers = {k: float((s[k] == s_ref[k]).float().mean()) for k in s_ref}
     total = sum(int((s[k] == s_ref[k]).sum()) for k in s_ref)
     count = sum(s_ref[k].numel() for k in s_ref)
-    l_ref, l = y_ref.mean(0), y.mean(0)
+    z_ref, z = y_ref.mean(0), y.mean(0)
     out = {"spike_agreement": total / max(count, 1), "spike_agreement_per_layer": layers,
            "spikes_compared": count,
-           "logits_max_abs_error": float((l - l_ref).abs().max()),
-           "prediction_agreement": float((l.argmax(1) == l_ref.argmax(1)).float().mean())}
+           "logits_max_abs_error": float((z - z_ref).abs().max()),
+           "prediction_agreement": float((z.argmax(1) == z_ref.argmax(1)).float().mean())}
     if labels is not None:
-        out["accuracy"] = float((l.argmax(1) == labels).float().mean())
-        out["accuracy_reference"] = float((l_ref.argmax(1) == labels).float().mean())
+        out["accuracy"] = float((z.argmax(1) == labels).float().mean())
+        out["accuracy_reference"] = float((z_ref.argmax(1) == labels).float().mean())
     return out

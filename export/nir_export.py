@@ -23,17 +23,17 @@ batch axis), and every residual addition becomes two edges into the consumer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import nir
 import nirtorch
 import numpy as np
 from torch import nn
 
-from snnkd.export.deploy import StepNet, input_shape, record_shapes, step_net
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.export.deploy import StepNet, input_shape, record_shapes, step_net
 from snnkd.models.base import StagedNet
 from snnkd.neurons import SpikingNeuron
 

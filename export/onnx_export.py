@@ -38,10 +38,10 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from snnkd.export.deploy import deploy_copy
-from snnkd.export.loihi.run import signals_raise
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.export.deploy import deploy_copy
+from snnkd.export.loihi.run import signals_raise
 from snnkd.models.base import StagedNet
 from snnkd.neurons import NeuronConfig, SpikingNeuron, reset_net, run_steps
 

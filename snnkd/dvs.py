@@ -2,8 +2,9 @@
 
 tonic is GPL-3.0, so it is never imported at module level: only :func:`cifar10_dvs`
 imports it, when that dataset is asked for.  Each recording becomes ``FRAMES`` frames
-(``tonic.transforms.ToFrame`` with ``n_time_bins``: equal-time bins), 2 polarity channels, event counts per pixel, average-pooled from the
-128x128 sensor to ``SIZE`` x ``SIZE`` (48, as is usual for this dataset).  A sample is
+(``tonic.transforms.ToFrame`` with ``n_time_bins``: equal-time bins), 2 polarity channels,
+event counts per pixel, average-pooled from the 128x128 sensor to ``SIZE`` x ``SIZE`` (48, as is
+usual for this dataset).  A sample is
 ``[FRAMES, 2, SIZE, SIZE]``; the direct encoder feeds frame ``t`` at step ``t`` to an SNN
 with ``T = FRAMES`` and the accumulated mean frame to an ANN (see ``snnkd.encoding``).
 

@@ -54,13 +54,13 @@ def comparison(config: dict, records: list[dict]) -> list[dict]:
         evals = [json.loads(Path(r["eval"]).read_text()) for r in recs]
         base = {**run, "seeds": len(evals), "source": paper.get("source", "")}
 
-        def add(measure: str, values: list[float], fig: float | None) -> None:
+        def add(measure: str, values: list[float], fig: float | None, base: dict = base) -> None:
             rows.append({**base, "measure": measure, "ours": _mean(values),
                          "ours_std": statistics.stdev(values) if len(values) > 1 else 0.0, "paper": fig})
 
         add("accuracy", [e["accuracy"] for e in evals], (paper.get("accuracy") or {}).get(run["method"]))
         variants = list(dict.fromkeys([v for e in evals for v in e.get("noise", {})]
-                                      + list((paper.get("noise") or {}))))
+                                      + list(paper.get("noise") or {})))
         for v in variants:
             fig = (paper.get("noise") or {}).get(v, {}).get(run["method"])
             add(f"noise {v}", [e["noise"][v]["accuracy"] for e in evals if v in e.get("noise", {})], fig)

@@ -25,7 +25,7 @@ RECIPES = {  # a few seconds each on two shared cores
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained(arch: str) -> Path:
     out = _ROOT / arch
     rc = main(["distill", "--student", arch, "--method", "none", "--dataset", "digits",
@@ -34,7 +34,7 @@ def trained(arch: str) -> Path:
     return out / "model.pt"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def teacher(arch: str = "vgg_tiny") -> Path:
     out = _ROOT / f"{arch}-ann"
     rc = main(["pretrain", "--model", arch, "--dataset", "digits", "--epochs", "2", "--lr", "0.05",

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import QUICK, snnkd
+
 from snnkd.runtime import load_model
 
 

@@ -1,6 +1,5 @@
 """Dataset registry, transforms, splits and encodings on the offline data."""
 
-from pathlib import Path
 
 import pytest
 import torch

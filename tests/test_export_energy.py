@@ -6,6 +6,10 @@ import json
 
 import pytest
 from export_models import teacher, trained
+
+from snnkd.cli.inputs import model_inputs
+from snnkd.cli.main import main
+from snnkd.energy import price
 from snnkd.export import nir_check as nc
 from snnkd.export.energy import (
     compare_with_torch,
@@ -14,10 +18,6 @@ from snnkd.export.energy import (
     price_targets,
 )
 from snnkd.export.nir_export import to_nir
-
-from snnkd.cli.inputs import model_inputs
-from snnkd.cli.main import main
-from snnkd.energy import price
 from snnkd.ops import count_ops
 from snnkd.runtime import load_model
 

@@ -9,15 +9,15 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-from snnkd.export.loihi import quant as lq
-from snnkd.export.loihi.pipeline import export_lava
-from snnkd.export.loihi.netx import check_netx, write_netx
-from snnkd.export.nir_export import to_nir, write_nir
-from snnkd.cli.inputs import model_inputs
 from export_models import scratch, trained
+
+from snnkd.cli.inputs import model_inputs
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
+from snnkd.export.loihi import quant as lq
+from snnkd.export.loihi.netx import check_netx, write_netx
+from snnkd.export.loihi.pipeline import export_lava
+from snnkd.export.nir_export import to_nir, write_nir
 from snnkd.neurons import NeuronConfig
 from snnkd.runtime import build, load_model
 

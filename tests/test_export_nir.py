@@ -9,15 +9,15 @@ import nir
 import numpy as np
 import pytest
 import torch
+from export_models import scratch, trained
 
+from snnkd.cli.inputs import model_inputs
+from snnkd.cli.main import main
+from snnkd.errors import SnnkdError
 from snnkd.export import nir_check as nc
 from snnkd.export.deploy import deploy_copy, fold_bn
 from snnkd.export.nir_export import to_nir, write_nir
-from snnkd.cli.inputs import model_inputs
 from snnkd.export.nir_pipeline import export_nir
-from export_models import scratch, trained
-from snnkd.cli.main import main
-from snnkd.errors import SnnkdError
 from snnkd.runtime import load_model
 
 pytestmark = pytest.mark.timeout(300)

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from export_models import scratch, teacher, trained
 
 from snnkd.cli.inputs import model_inputs
-from snnkd.export.onnx_export import Unrolled, export_onnx, run_onnx
-from export_models import scratch, teacher, trained
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
+from snnkd.export.onnx_export import Unrolled, export_onnx, run_onnx
 from snnkd.neurons import NeuronConfig
 from snnkd.runtime import build, load_model
 

@@ -9,8 +9,8 @@ import importlib.util
 import json
 
 import pytest
-
 from export_models import scratch
+
 from snnkd.cli.main import main
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from export_models import scratch, trained
+
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
+from snnkd.export.loihi import folding as fo
 from snnkd.export.loihi import quant as lq
 from snnkd.export.nir_export import to_nir
 from snnkd.runtime import load_model
@@ -30,8 +31,8 @@ def test_conv_after_pooling_is_one_conv(k, K, stride, pad, hw):
     x = torch.rand(3, 4, hw, hw, generator=g, dtype=torch.float64).round()  # spike maps
     w = torch.randn(5, 4, K, K, generator=g, dtype=torch.float64)
     ref = F.conv2d(F.avg_pool2d(x, k), w, stride=stride, padding=pad)
-    pool = lq.Pool("p", (k, k), (k, k))
-    w2, s2, p2 = lq.fold_pool_into_conv(w.numpy(), (stride, stride), (pad, pad), pool, (hw, hw))
+    pool = fo.Pool("p", (k, k), (k, k))
+    w2, s2, p2 = fo.fold_pool_into_conv(w.numpy(), (stride, stride), (pad, pad), pool, (hw, hw))
     got = F.conv2d(x, torch.from_numpy(w2), stride=s2, padding=p2)
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
@@ -46,17 +47,17 @@ def test_linear_after_pooling_is_one_linear(hw, pools):
         pooled = F.avg_pool2d(pooled, k)  # floor: 7x7 -> 3x3 drops the last row and column
     w = torch.randn(6, pooled[0].numel(), generator=g, dtype=torch.float64)
     ref = F.linear(pooled.flatten(1), w)
-    nearest_first = [lq.Pool(f"p{i}", (k, k), (k, k)) for i, k in reversed(list(enumerate(pools)))]
-    w2 = lq.fold_pool_into_dense(w.numpy(), nearest_first, (4, hw, hw), "fc")
+    nearest_first = [fo.Pool(f"p{i}", (k, k), (k, k)) for i, k in reversed(list(enumerate(pools)))]
+    w2 = fo.fold_pool_into_dense(w.numpy(), nearest_first, (4, hw, hw), "fc")
     torch.testing.assert_close(F.linear(x.flatten(1), torch.from_numpy(w2)), ref, rtol=0, atol=1e-12)
 
 
 def test_unfoldable_poolings_are_refused():
     w = np.ones((2, 2, 3, 3))
     with pytest.raises(SnnkdError, match="stride"):
-        lq.fold_pool_into_conv(w, (1, 1), (1, 1), lq.Pool("p", (3, 3), (2, 2)), (8, 8))
+        fo.fold_pool_into_conv(w, (1, 1), (1, 1), fo.Pool("p", (3, 3), (2, 2)), (8, 8))
     with pytest.raises(SnnkdError, match="drops rows"):
-        lq.fold_pool_into_conv(w, (1, 1), (1, 1), lq.Pool("p", (2, 2), (2, 2)), (7, 7))
+        fo.fold_pool_into_conv(w, (1, 1), (1, 1), fo.Pool("p", (2, 2), (2, 2)), (7, 7))
 
 
 def test_folded_graph_follows_the_pytorch_snn():

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from snnkd.export.onnx_export import OPSET, ExportNeuron
 from torch import nn
 
+from snnkd.export.onnx_export import OPSET, ExportNeuron
 from snnkd.models import create_model
 from snnkd.neurons import (
     NeuronConfig,

@@ -12,8 +12,8 @@ import jsonschema
 import pytest
 import yaml
 
-from snnkd.models import list_models
 from snnkd.methods import list_methods
+from snnkd.models import list_models
 from snnkd.paper import comparison, find_paper, to_markdown
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from resume_utils import metrics, snnkd, snnkd_killed, weights_differences
+
 from snnkd.methods import build_method
 from snnkd.models import create_model
 from snnkd.neurons import NeuronConfig, SpikingNeuron
-from snnkd.train.trainers import Precision, get_trainer, use_precision
-
 from snnkd.train import rate as _rate  # noqa: F401  (registers the rate trainer)
+from snnkd.train.trainers import Precision, get_trainer, use_precision
 
 DATA = ["--dataset", "digits", "--limit-train", "96", "--batch-size", "32", "--no-progress", "--seed", "2"]
 

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from export_models import trained
+
 from snnkd.errors import SnnkdError
 
 REPO = Path(__file__).resolve().parents[1]

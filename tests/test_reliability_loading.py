@@ -341,8 +341,8 @@ def test_yaml_without_aliases_reads_as_safe_load():
 
 def test_item_8_netx_with_an_unwritten_dataset_is_refused_before_reading(tmp_path):
     """The same bound guards ``--netx`` files (``check_netx`` reads every weight)."""
-    from snnkd.export.loihi.netx import check_netx
     from snnkd.errors import SnnkdError
+    from snnkd.export.loihi.netx import check_netx
 
     path = tmp_path / "net.net"
     with h5py.File(path, "w") as f:

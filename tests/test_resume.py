@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from resume_utils import env, metrics, snnkd, snnkd_killed, stray_files, weights_differences
 
 pytestmark = pytest.mark.slow

@@ -110,7 +110,7 @@ def tiny_run(tmp_path_factory) -> Path:
 @pytest.mark.timeout(900)
 def test_real_run_writes_results_logs_benchmarks(tiny_run: Path):
     sid = "digits/rt/rt/logit/bptt/T2/seed0"
-    for path in [f"results/pretrain/digits/rt/model.pt", f"results/distill/{sid}/metrics.jsonl",
+    for path in ["results/pretrain/digits/rt/model.pt", f"results/distill/{sid}/metrics.jsonl",
                  f"results/evaluate/distill/{sid}/eval.json", f"logs/distill/{sid}.log",
                  f"benchmarks/distill/{sid}.tsv", "logs/evaluate/pretrain/digits/rt.log",
                  "results/plots/accuracy_energy.png", "results/plots/training_curves.png"]:

@@ -81,8 +81,8 @@ def import_lava() -> ModuleType:
     """Install the fix and import Lava's core; one clear error if Lava is not installed."""
     install()
     try:
-        import lava.magma.core.run_configs  # noqa: F401
         import lava.magma.compiler.var_model as vm
+        import lava.magma.core.run_configs  # noqa: F401
     except ModuleNotFoundError as e:
         raise ImportError(f"Lava is not installed ({e}); run scripts/setup.sh (extra 'lava')") from None
     return vm

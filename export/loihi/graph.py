@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from snnkd.export.loihi.quant import Layer, LoihiNet, Synapse
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.export.loihi.quant import Layer, LoihiNet, Synapse
 
 INPUT_MESSAGE_BITS = 8
 RELAY_WEIGHT, RELAY_VTH = 2, 1   # one spike: v = 2 << 6 > 1 << 6
@@ -114,8 +114,8 @@ def _connect_flat(out_port, in_port, xyz: bool) -> None:
 def build_graph(net: LoihiNet, source) -> dict[str, object]:
     """Create the Lava processes of ``net`` driven by ``source`` (an OutPort of shape
     ``to_xyz(input_shape)``).  Returns ``{layer name: LIFReset process}``."""
-    from lava.proc.dense.process import Dense
     from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
 
     ports = {"input": (source, tuple(to_xyz(np.zeros(net.input_shape)).shape), 0)}
     neurons: dict[str, object] = {}

@@ -20,9 +20,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from snnkd.export.loihi.quant import LoihiNet
 from snnkd import io, safeload
 from snnkd.errors import SnnkdError
+from snnkd.export.loihi.quant import LoihiNet
 
 LAYER_TYPES = {b"input", b"conv", b"dense", b"dense_rec", b"dense_comp", b"flatten"}
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from snnkd.export.loihi import quant as lq
-from snnkd.export import nir_check as nc
-from snnkd.export.loihi.graph import save_net
-from snnkd.export.loihi.run import run_lava, signals_raise
-from snnkd.export.loihi.netx import check_netx, write_netx
-from snnkd.export.nir_export import to_nir, write_nir
 from snnkd.errors import SnnkdError
+from snnkd.export import nir_check as nc
+from snnkd.export.loihi import quant as lq
+from snnkd.export.loihi.graph import save_net
+from snnkd.export.loihi.netx import check_netx, write_netx
+from snnkd.export.loihi.run import run_lava, signals_raise
+from snnkd.export.nir_export import to_nir, write_nir
 from snnkd.io import atomic_dir
 from snnkd.models.base import StagedNet
 

@@ -19,8 +19,8 @@ from snnkd import io
 from snnkd.data import list_datasets
 from snnkd.encoding import ENCODERS
 from snnkd.errors import SnnkdError
-from snnkd.safeload import yaml_loads
 from snnkd.neurons import SURROGATES, NeuronConfig
+from snnkd.safeload import yaml_loads
 from snnkd.train.trainers import PRECISIONS
 
 
@@ -88,7 +88,8 @@ def add_data_options(p: argparse.ArgumentParser, dataset_required: bool = True) 
                    help=f"dataset name: {', '.join(list_datasets())}")
     g.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live (default: data)")
     g.add_argument("--download", action="store_true", help="download a torchvision dataset if absent (needs internet)")
-    g.add_argument("--val-fraction", type=fraction, default=0.1, help="fixed fraction of the training set held out for validation")
+    g.add_argument("--val-fraction", type=fraction, default=0.1,
+                   help="fixed fraction of the training set held out for validation")
     g.add_argument("--limit-train", type=positive_int, default=None, help="use only this many training samples (quick runs)")
     g.add_argument("--limit-test", type=positive_int, default=None, help="use only this many test samples")
     g.add_argument("--autoaugment", action="store_true", help="CIFAR: add AutoAugment to the training transforms")

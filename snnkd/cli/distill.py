@@ -5,15 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from snnkd.cli.common import (add_config_option, add_data_options, add_fit_options, add_neuron_options,
-                              neuron_from_args, parse_params)
+from snnkd.cli.common import (
+    add_config_option,
+    add_data_options,
+    add_fit_options,
+    add_neuron_options,
+    neuron_from_args,
+    parse_params,
+)
 from snnkd.cli.training import check_training_paths, load_data, train_and_save
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method, freeze, get_method, list_methods
 from snnkd.models import list_models
 from snnkd.runtime import build, load_model, model_meta
 from snnkd.train.loop import seed_everything
-from snnkd.train.trainers import get_trainer, list_trainers
+from snnkd.train.trainers import get_trainer
 
 
 def add_parser(sub) -> None:

@@ -22,7 +22,7 @@ from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
 from snnkd.paths import check_paths
-from snnkd.runtime import model_meta, save_model
+from snnkd.runtime import save_model
 from snnkd.train import distributed
 from snnkd.train.loop import FitConfig, evaluate_loader, fit
 from snnkd.train.trainers import check_precision, get_trainer

@@ -7,8 +7,17 @@ tests find it through :data:`METHODS`."""
 import importlib
 import pkgutil
 
-from snnkd.methods.base import (METHODS, Method, MethodOutput, build_method, freeze, get_method, list_methods,
-                                method_params, register_method)
+from snnkd.methods.base import (
+    METHODS,
+    Method,
+    MethodOutput,
+    build_method,
+    freeze,
+    get_method,
+    list_methods,
+    method_params,
+    register_method,
+)
 
 for _m in pkgutil.iter_modules(__path__):
     if _m.name not in ("base", "losses"):

@@ -12,14 +12,14 @@ channels and reduction (stride relative to the input).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from snnkd.encoding import Encoder, DirectEncoder
+from snnkd.encoding import DirectEncoder, Encoder
 from snnkd.neurons import SpikingNeuron, TimeSteps, reset_net
 
 ActFactory = Callable[[], nn.Module]
@@ -93,7 +93,7 @@ class StagedNet(nn.Module):
     def T(self) -> int:
         return self._steps.T
 
-    def set_T(self, T: int) -> "StagedNet":
+    def set_T(self, T: int) -> StagedNet:
         """Set the number of time steps (an ANN stays at 1): the only writer of ``T``.
 
         The model and all its neurons read one :class:`~snnkd.neurons.TimeSteps`; this
@@ -109,7 +109,7 @@ class StagedNet(nn.Module):
         return self
 
     @contextmanager
-    def timesteps(self, T: int) -> Iterator["StagedNet"]:
+    def timesteps(self, T: int) -> Iterator[StagedNet]:
         """``with model.timesteps(T):`` runs the block at ``T`` steps and restores the
         previous ``T`` afterwards (also on an exception)."""
         previous = self.T
@@ -119,7 +119,7 @@ class StagedNet(nn.Module):
         finally:
             self.set_T(previous)
 
-    def set_encoder(self, encoder: Encoder) -> "StagedNet":
+    def set_encoder(self, encoder: Encoder) -> StagedNet:
         self.encoder = encoder
         return self
 

@@ -6,8 +6,8 @@ the SNN (spiking neurons with that config) otherwise, from the same definition.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from torch import nn
 

@@ -35,8 +35,8 @@ input as the spike pass (one recorded spike pass per step).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

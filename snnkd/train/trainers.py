@@ -14,9 +14,10 @@ precision the training loop made current (:func:`use_precision`; fp32 when none 
 from __future__ import annotations
 
 import inspect
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -79,7 +80,7 @@ class Precision:
         self.dtype = _LOW.get(name, torch.float32)
         self.scaler = torch.amp.GradScaler(self.device_type) if name == "fp16" else None
 
-    def forward(self) -> ContextManager:
+    def forward(self) -> AbstractContextManager:
         """The context the forward passes run in (no-op for fp32)."""
         return nullcontext() if self.name == "fp32" else _low_precision(self.device_type, self.dtype)
 

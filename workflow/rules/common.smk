@@ -39,8 +39,14 @@ def build_runs(cfg: dict) -> list[dict]:
     runs, seen = [], set()
     for block in cfg["grid"]:
         for ds, te, st, me, tr, T, seed in itertools.product(
-                block["datasets"], block["teachers"], block["students"], block["methods"],
-                block["trainers"], block["T"], block["seeds"]):
+            block["datasets"],
+            block["teachers"],
+            block["students"],
+            block["methods"],
+            block["trainers"],
+            block["T"],
+            block["seeds"],
+        ):
             if cfg["methods"][me]["kind"] in TEACHERLESS:
                 te = "none"
             run = dict(dataset=ds, teacher=te, student=st, method=me, trainer=tr, T=T, seed=seed)
@@ -94,10 +100,15 @@ def shell_quote(s: str) -> str:
 
 def data_options(dataset: str, with_test: bool = False) -> dict:
     d = config["datasets"][dataset]
-    out = {"dataset": d["name"], "data_root": config.get("data_root", "data"),
-           "limit_train": d.get("limit_train"), "val_fraction": d.get("val_fraction"),
-           "download": d.get("download", False), "autoaugment": d.get("autoaugment", False),
-           "cutout": d.get("cutout", False)}
+    out = {
+        "dataset": d["name"],
+        "data_root": config.get("data_root", "data"),
+        "limit_train": d.get("limit_train"),
+        "val_fraction": d.get("val_fraction"),
+        "download": d.get("download", False),
+        "autoaugment": d.get("autoaugment", False),
+        "cutout": d.get("cutout", False),
+    }
     if with_test:
         out["limit_test"] = d.get("limit_test")
     return out
@@ -106,26 +117,43 @@ def data_options(dataset: str, with_test: bool = False) -> dict:
 def pretrain_args(wc) -> str:
     """Options of `snnkd pretrain` for one teacher; changing any of them reruns it."""
     t = config["teachers"][wc.teacher]
-    train = {**config.get("pretrain", {}), **config["datasets"][wc.dataset].get("pretrain", {}),
-             **t.get("train", {})}
-    opts = {"model": t["arch"], **data_options(wc.dataset, with_test=True), **train,
-            "seed": t.get("seed", 0), "device": config.get("device", "auto")}
+    train = {**config.get("pretrain", {}), **config["datasets"][wc.dataset].get("pretrain", {}), **t.get("train", {})}
+    opts = {
+        "model": t["arch"],
+        **data_options(wc.dataset, with_test=True),
+        **train,
+        "seed": t.get("seed", 0),
+        "device": config.get("device", "auto"),
+    }
     return cli(opts)
 
 
 def distill_args(wc) -> str:
     """Options of `snnkd distill` for one student run; changing any of them reruns it."""
     s, m = config["students"][wc.student], config["methods"][wc.method]
-    train = {**config.get("distill", {}), **config["datasets"][wc.dataset].get("distill", {}),
-             **s.get("train", {}), **m.get("train", {})}
+    train = {
+        **config.get("distill", {}),
+        **config["datasets"][wc.dataset].get("distill", {}),
+        **s.get("train", {}),
+        **m.get("train", {}),
+    }
     neuron = dict(s.get("neuron", {}))
     if "detach_reset" in neuron:
         neuron["no_detach_reset"] = not neuron.pop("detach_reset")
     tr = config["trainers"][wc.trainer]
-    opts = {"student": s["arch"], "method": m["kind"], "trainer": tr["kind"], "precision": tr.get("precision"),
-            "rate_grad": tr.get("grad"),
-            "T": int(wc.T), **neuron, **data_options(wc.dataset, with_test=True), **train,
-            "seed": int(wc.seed), "device": config.get("device", "auto")}
+    opts = {
+        "student": s["arch"],
+        "method": m["kind"],
+        "trainer": tr["kind"],
+        "precision": tr.get("precision"),
+        "rate_grad": tr.get("grad"),
+        "T": int(wc.T),
+        **neuron,
+        **data_options(wc.dataset, with_test=True),
+        **train,
+        "seed": int(wc.seed),
+        "device": config.get("device", "auto"),
+    }
     params = " ".join(f"--param {shell_quote(f'{k}={json_value(v)}')}" for k, v in sorted(m.get("params", {}).items()))
     return f"{cli(opts)} {params}".strip()
 
@@ -155,8 +183,11 @@ def launcher(step: str) -> str:
 def export_args(wc) -> str:
     """Data options of `snnkd export` / `snnkd energy` (the export is checked on test inputs)."""
     ds = wc.dataset
-    limit = (EXPORT.get("limit_test") or config.get("evaluate", {}).get("limit_test")
-             or config["datasets"].get(ds, {}).get("limit_test"))
+    limit = (
+        EXPORT.get("limit_test")
+        or config.get("evaluate", {}).get("limit_test")
+        or config["datasets"].get(ds, {}).get("limit_test")
+    )
     return cli({"data_root": config.get("data_root", "data"), "limit_test": limit})
 
 
@@ -207,9 +238,15 @@ def run_records() -> list[dict]:
     recs = []
     for r in RUNS:
         sid = student_id(r)
-        rec = {**r, "eval": run_path("results/evaluate/distill", sid, "eval.json"),
-               "metrics": run_path("results/distill", sid, "metrics.jsonl"),
-               "teacher_eval": None if r["teacher"] == "none"
-               else run_path("results/evaluate/pretrain", teacher_id(r["dataset"], r["teacher"]), "eval.json")}
+        rec = {
+            **r,
+            "eval": run_path("results/evaluate/distill", sid, "eval.json"),
+            "metrics": run_path("results/distill", sid, "metrics.jsonl"),
+            "teacher_eval": (
+                None
+                if r["teacher"] == "none"
+                else run_path("results/evaluate/pretrain", teacher_id(r["dataset"], r["teacher"]), "eval.json")
+            ),
+        }
         recs.append(rec)
     return recs

@@ -33,8 +33,7 @@ rule convert:
         args=convert_args,
         out=subpath(output.model, parent=True),
     shell:
-        "OMP_NUM_THREADS={threads} snnkd convert --teacher {input.teacher:q} --out {params.out:q} "
-        "{params.args} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd convert --teacher {input.teacher:q} --out {params.out:q} " "{params.args} > {log:q} 2>&1"
 
 
 use rule evaluate as evaluate_convert with:

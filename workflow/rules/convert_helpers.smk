@@ -12,9 +12,7 @@ def check_convert(cfg: dict) -> None:
     for key in ("datasets", "teachers"):
         missing = [n for n in block.get(key, []) if n not in cfg[key]]
         if missing:
-            raise WorkflowError(
-                f"config: convert.{key}: {', '.join(missing)} not defined under '{key}:'"
-            )
+            raise WorkflowError(f"config: convert.{key}: {', '.join(missing)} not defined under '{key}:'")
 
 
 check_convert(config)
@@ -46,15 +44,9 @@ def convert_args(wc) -> str:
 
 def convert_evals() -> list[str]:
     """Every conversion's eval.json and its teacher's (the summary shows the teacher beside it)."""
-    out = [
-        run_path("results/evaluate/convert", conversion_id(c), "eval.json")
-        for c in CONVERSIONS
-    ]
+    out = [run_path("results/evaluate/convert", conversion_id(c), "eval.json") for c in CONVERSIONS]
     teachers = sorted({(c["dataset"], c["teacher"]) for c in CONVERSIONS})
-    return out + [
-        run_path("results/evaluate/pretrain", teacher_id(d, t), "eval.json")
-        for d, t in teachers
-    ]
+    return out + [run_path("results/evaluate/pretrain", teacher_id(d, t), "eval.json") for d, t in teachers]
 
 
 def convert_records() -> list[dict]:

@@ -22,8 +22,7 @@ rule evaluate:
     params:
         args=evaluate_args,
     shell:
-        "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model:q} --out {output.json:q} "
-        "{params.args} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} snnkd evaluate --model {input.model:q} --out {output.json:q} " "{params.args} > {log:q} 2>&1"
 
 
 use rule evaluate as evaluate_teacher with:

@@ -52,8 +52,9 @@ class _CheckingLoader(yaml.SafeLoader):
                 continue
             ident = (key.tag, key.value)
             if ident in first:
-                raise ConfigFileError(f"line {key.start_mark.line + 1}: duplicate key {key.value!r} "
-                                      f"(first given on line {first[ident]})")
+                raise ConfigFileError(
+                    f"line {key.start_mark.line + 1}: duplicate key {key.value!r} " f"(first given on line {first[ident]})"
+                )
             first[ident] = key.start_mark.line + 1
         return node
 

@@ -51,7 +51,7 @@ def accuracy_energy(groups: dict, path: str) -> None:
         ax.errorbar(x, statistics.fmean(acc), yerr=std(acc), fmt="o", capsize=3, label=label(key))
         if runs[0]["tev"]:
             teachers[(key[0], key[1])] = runs[0]["tev"]
-    for (dataset, teacher), tev in teachers.items():
+    for (_dataset, teacher), tev in teachers.items():
         if tev["energy_uj"].get(target) is None:
             continue
         ax.plot(tev["energy_uj"][target], tev["accuracy"], "k*", markersize=12)
