@@ -123,3 +123,16 @@ def test_eval_summary_plots_and_energy_md_agree(tmp_path, monkeypatch) -> None:
     plots.accuracy_energy(summarise.group_runs([run]), str(tmp_path / "accuracy_energy.png"))
     assert plotted == [pytest.approx(ev["energy_uj"]["cmos45nm"], rel=1e-9)]
     assert (tmp_path / "accuracy_energy.png").stat().st_size > 0
+
+
+def test_evaluate_and_energy_count_the_same_samples_by_default_options(tmp_path) -> None:
+    """With the same sample options (here no --limit-test: the whole digits test set, and the
+    first 2 x 50 samples counted), ``snnkd energy`` and ``snnkd evaluate`` give one energy."""
+    student = trained("resnet_tiny")
+    opts = ["--batch-size", "50", "--ops-batches", "2"]
+    assert main(["evaluate", "--model", str(student), "--out", str(tmp_path / "e.json"), *opts]) == 0
+    assert main(["energy", "--model", str(student), "--out", str(tmp_path / "n.json"), *opts]) == 0
+    ev, en = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("e", "n"))
+    assert ev["test_samples"] > 100  # the counts are over a prefix, not the whole evaluated set
+    for target, uj in ev["energy_uj"].items():
+        assert en["energy_uj"][target] == pytest.approx(uj, rel=1e-6), target

@@ -75,3 +75,29 @@ def test_shell_commands_pass_the_nir_file() -> None:
     for rule in ("export_lava", "energy"):
         body = text.split(f"rule {rule}:", 1)[1].split("\nrule ", 1)[0]
         assert "--nir {input.nir:q}" in body, rule
+
+
+def _option(cmd: str, name: str) -> str | None:
+    m = re.search(rf"--{name} (\S+)", cmd)
+    return m.group(1) if m else None
+
+
+def test_energy_counts_the_samples_evaluate_counts(tmp_path) -> None:
+    """energy.md and eval.json price the same samples: the energy job gets evaluate's
+    --limit-test, --batch-size and --ops-batches for the same student (issue 13)."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["export"] = {"nir": True, "energy": True, "limit_test": 7}  # the export check's subset is not energy's
+    cfg["evaluate"] = {"limit_test": 40, "batch_size": 16, "ops_batches": 2}
+    path = tmp_path / "energy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                        "-n", "-p", "--forceall", "--configfile", str(path)],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "snnkd energy" in ln or "snnkd evaluate" in ln]
+    energy = {_option(ln, "model"): ln for ln in lines if "snnkd energy" in ln}
+    evaluate = {_option(ln, "model"): ln for ln in lines if "snnkd evaluate" in ln}
+    assert energy and set(energy) <= set(evaluate)
+    for model, cmd in energy.items():
+        for name, value in (("limit-test", "40"), ("batch-size", "16"), ("ops-batches", "2")):
+            assert _option(cmd, name) == _option(evaluate[model], name) == value, (name, cmd)

@@ -28,7 +28,14 @@ def add_parser(sub) -> None:
     p.add_argument("--table", type=Path, default=None, help="Markdown table (default: OUT with .md)")
     p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live")
     p.add_argument("--download", action="store_true", help="download the dataset if absent")
-    p.add_argument("--limit-test", type=positive_int, default=256, help="test samples the counts average over")
+    # the sample options of `snnkd evaluate`, with its defaults: both commands then count the
+    # same samples (the first BATCH_SIZE * OPS_BATCHES of the fixed test subset), so eval.json,
+    # the summary and energy.md give one energy for one model
+    p.add_argument("--limit-test", type=positive_int, default=None, help="fixed test subset (default: all)")
+    p.add_argument("--batch-size", type=positive_int, default=256, help="as in snnkd evaluate (default: 256)")
+    p.add_argument("--ops-batches", type=positive_int, default=4,
+                   help="count over the first BATCH_SIZE * OPS_BATCHES test samples, as snnkd evaluate "
+                        "does (default: 4)")
     p.add_argument("--energy-table", type=Path, default=None,
                    help="YAML of per-target energies (default: the packaged snnkd/resources/energy.yaml)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
@@ -64,6 +71,7 @@ def run(a: argparse.Namespace) -> int:
         raise SnnkdError(f"{a.model} is an ANN; energy takes the SNN student (give the ANN as --teacher)")
     graph = read_nir(a.nir) if a.nir else to_nir(model, meta)
     x, _ = model_inputs(meta, a.data_root, "test", a.limit_test, a.download)
+    x = x[: a.batch_size * a.ops_batches]
     torch.manual_seed(a.seed)
     counts = graph_counts(graph, model.encoder(x, model.T))
     tcounts = None

@@ -191,6 +191,21 @@ def export_args(wc) -> str:
     return cli({"data_root": config.get("data_root", "data"), "limit_test": limit})
 
 
+def energy_args(wc) -> str:
+    """Sample options of `snnkd energy`: those of `snnkd evaluate`, so that energy.md counts
+    the samples eval.json counts and both give one energy per model and target."""
+    ev = config.get("evaluate", {})
+    limit = ev.get("limit_test") or config["datasets"].get(wc.dataset, {}).get("limit_test")
+    return cli(
+        {
+            "data_root": config.get("data_root", "data"),
+            "limit_test": limit,
+            "batch_size": ev.get("batch_size"),
+            "ops_batches": ev.get("ops_batches"),
+        }
+    )
+
+
 def res(step: str, key: str):
     """A generic resource of one rule: config `resources.<step>.<key>`, else the default."""
     return config.get("resources", {}).get(step, {}).get(key, DEFAULT_RESOURCES[key])

@@ -100,7 +100,7 @@ rule energy:
         runtime=res("export", "runtime"),
         gpu=res("export", "gpu"),
     params:
-        args=export_args,
+        args=energy_args,
     shell:
         "OMP_NUM_THREADS={threads} snnkd energy --model {input.model:q} --nir {input.nir:q} "
         "--out {output.json:q} --table {output.table:q} {params.args} > {log:q} 2>&1"
