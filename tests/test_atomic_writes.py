@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
+from source_tree import source_files
 
 from snnkd import io
 
@@ -57,13 +58,30 @@ def direct_writes(source: str) -> list[str]:
     return out
 
 
-def test_no_direct_writes_in_snnkd_outside_io():
-    found = []
-    for p in sorted((REPO / "snnkd").rglob("*.py")):
+# Reviewed writes in snnkd.export, each into memory or a temporary location that is renamed
+# into place or removed (file -> how many): a new one fails the test until it is reviewed.
+REVIEWED = {
+    "export/loihi/graph.py": 2,   # np.savez into an io.atomic_path temporary
+    "export/loihi/netx.py": 1,    # h5py into a BytesIO, then io.write_bytes
+    "export/loihi/run.py": 5,     # the Lava child's input and output files in its private temp dir
+    "export/nir_export.py": 1,    # nir.write into a BytesIO, then io.write_bytes
+    "export/onnx_export.py": 1,   # torch.onnx.export into a BytesIO, checked, then io.write_bytes
+}
+
+
+def test_no_direct_writes_in_the_library_outside_io():
+    found, counts = [], {}
+    for p in source_files():
         if p == REPO / "snnkd" / "io.py":
             continue
-        found += [f"{p.relative_to(REPO)}:{w}" for w in direct_writes(p.read_text())]
+        rel = str(p.relative_to(REPO))
+        writes = direct_writes(p.read_text())
+        if rel in REVIEWED:
+            counts[rel] = len(writes)
+        else:
+            found += [f"{rel}:{w}" for w in writes]
     assert found == []
+    assert counts == REVIEWED
 
 
 @pytest.mark.parametrize("snippet", [

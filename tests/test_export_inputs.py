@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from source_tree import source_files
 
 from snnkd.cli.inputs import model_inputs
 
@@ -19,12 +20,12 @@ META = {"dataset": "digits"}
 
 
 def library_files() -> list[Path]:
-    return sorted([*(ROOT / "snnkd").rglob("*.py"), *(ROOT / "export").rglob("*.py")])
+    return source_files()
 
 
 def test_no_exporter_reads_a_dataset() -> None:
     offenders = []
-    for path in sorted((ROOT / "export").rglob("*.py")):
+    for path in source_files(("export",)):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module in ("snnkd.data", "snnkd.dvs"):

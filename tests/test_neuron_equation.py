@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from source_tree import source_files
 from torch import nn
 
 from snnkd.export.onnx_export import OPSET, ExportNeuron
@@ -158,7 +159,7 @@ def test_no_source_file_writes_T_outside_the_model():
     """``X.T = ...`` (for ``X`` other than ``self``) or ``._T = ...`` anywhere in the library."""
     write = re.compile(r"(?<![\w.])(?!self\.)[\w.]+\.(?:T|_T)\s*=(?!=)|\._T\s*=(?!=)")
     hits = [f"{p.relative_to(REPO)}:{i}: {line.strip()}"
-            for root in ("snnkd", "export") for p in sorted((REPO / root).rglob("*.py"))
+            for p in source_files()
             for i, line in enumerate(p.read_text().splitlines(), 1)
             if write.search(line.split("#")[0])]
     assert hits == []

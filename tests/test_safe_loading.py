@@ -14,9 +14,10 @@ import re
 from pathlib import Path
 
 import pytest
+from source_tree import EVERYTHING, source_files
 
 REPO = Path(__file__).resolve().parents[1]
-SCANNED = ["snnkd", "export", "workflow", "scripts", "benchmarks"]
+SCANNED = EVERYTHING
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "marshal", "shelve", "joblib", "cloudpickle"}
 SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
 
@@ -91,13 +92,8 @@ def text_problems(source: str) -> list[str]:
             for pat, what in TEXT_RULES if pat.search(line)]
 
 
-def source_files() -> list[Path]:
-    files = [REPO / "Snakefile"] if (REPO / "Snakefile").is_file() else []
-    for d in SCANNED:
-        if (REPO / d).is_dir():
-            files += [p for p in (REPO / d).rglob("*") if p.is_file() and p.suffix in (".py", ".smk", ".sh", "")
-                      and "__pycache__" not in p.parts]
-    return sorted(files)
+def scanned_files() -> list[Path]:
+    return source_files(SCANNED, (".py", ".smk", ".sh", ""), snakefile=True)
 
 
 # The one reviewed exception: reading MNIST's own pickle needs the pickle module; its
@@ -107,7 +103,7 @@ REVIEWED = {"scripts/fetch_mnist.py": {"imports pickle", "pickle.Unpickler"}}
 
 
 def test_source_tree_loads_nothing_unsafely():
-    files = source_files()
+    files = scanned_files()
     assert any(p.name == "io.py" for p in files), "the scan must cover snnkd/"
     problems = []
     for p in files:
