@@ -36,3 +36,30 @@ def trained(tmp_path_factory) -> dict[str, Path]:
           "--out", str(root / "logit"), *QUICK)
     return {"root": root, "teacher": root / "teacher" / "model.pt", "none": root / "none" / "model.pt",
             "logit": root / "logit" / "model.pt"}
+
+
+# Fixtures of the per-method tests (tests/methods/; helpers in tests/methods/method_helpers.py).
+# They live here, not in a tests/methods/conftest.py: two conftest modules would shadow each
+# other for the tests that import helpers from this one.
+@pytest.fixture
+def pair():
+    """A small student/teacher pair and a batch of inputs."""
+    import torch
+    from method_helpers import B, models  # tests/methods/ is on sys.path for the tests there
+
+    s, t = models()
+    torch.manual_seed(1)
+    return s, t, torch.rand(B, 1, 8, 8) * 3.0
+
+
+@pytest.fixture(scope="session")
+def teacher_pt(tmp_path_factory) -> Path:
+    """A real teacher trained for one epoch on digits."""
+    from snnkd.cli.main import main
+
+    d = tmp_path_factory.mktemp("teacher")
+    rc = main(["pretrain", "--model", "resnet_tiny_wide", "--dataset", "digits", "--epochs", "1",
+               "--limit-train", "256", "--limit-test", "64", "--batch-size", "64", "--out", str(d),
+               "--no-progress"])
+    assert rc == 0
+    return d / "model.pt"
