@@ -87,3 +87,12 @@ def test_two_conv_net_runs_in_lava_bit_exact():
     assert report["mode"] == "netx" and report["output_equals_emulator"]
     assert all(lay["agreement_emulator"] == 1.0 for lay in report["layers"].values())
     assert report["prediction_agreement"] >= 0.9
+    # the emulator on every test image, beside PyTorch on the same images (what evaluate reports)
+    whole = report["whole_test_set"]
+    ev = scratch() / "eval.json"
+    assert main(["evaluate", "--model", str(trained("mnist_2conv_s")), "--out", str(ev)]) == 0
+    evaluated = json.loads(ev.read_text())
+    assert whole["samples"] == evaluated["test_samples"] > report["test_samples"]
+    assert 100 * whole["accuracy_torch"] == pytest.approx(evaluated["accuracy"], abs=1e-6)  # eval.json: percent
+    assert abs(whole["gap_pp"]) <= 3 and whole["prediction_agreement"] >= 0.9
+    assert set(whole["spike_agreement_per_layer"]) == set(report["layers"])

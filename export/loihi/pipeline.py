@@ -24,6 +24,7 @@ from snnkd.export.loihi import quant as lq
 from snnkd.export.loihi.graph import save_net
 from snnkd.export.loihi.netx import check_netx, write_netx
 from snnkd.export.loihi.run import run_lava, signals_raise
+from snnkd.export.loihi.whole_set import whole_set_report
 from snnkd.export.nir_export import to_nir, write_nir
 from snnkd.io import atomic_dir
 from snnkd.models.base import StagedNet
@@ -40,7 +41,8 @@ def lava_layer_spikes(rec: np.ndarray, depth: int, N: int, T: int) -> np.ndarray
 
 def export_lava(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
                 calib: torch.Tensor | None = None, calibrate: int = 0, timeout: int = 600,
-                nir_path: str | Path | None = None, seed: int = 0, netx_path: str | Path | None = None) -> dict:
+                nir_path: str | Path | None = None, seed: int = 0, netx_path: str | Path | None = None,
+                whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     """Build, run and compare (see module docstring) on the test inputs ``x`` (un-encoded
     images) and labels ``y``.  ``calib``: un-encoded training images whose encodings set the
     quantisation scales (:data:`CALIBRATION_SAMPLES` or more; not needed with ``netx_path``);
@@ -48,18 +50,21 @@ def export_lava(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, 
     ``netx_path``: run this netx HDF5 as written before (its ``network.json`` beside it gives
     depths and scales) instead of building anew.  A ``SIGTERM``/``SIGINT``/``SIGHUP`` stops it
     as :class:`snnkd.export.loihi.run.Terminated` with the Lava child's group killed and no
-    temporary file or directory left."""
+    temporary file or directory left.  ``whole_set``: every test image and label, run through
+    the bit-exact emulator (:mod:`snnkd.export.loihi.whole_set`) and reported as
+    ``whole_test_set``, since Lava itself is run on ``x`` only."""
     with signals_raise():
         if netx_path is not None:  # checked before anything is written
             return _run_and_compare(model, Path(out), load_net_checked(netx_path), "netx", x, y, timeout, seed,
-                                    {"netx": str(netx_path)}, Path(netx_path))
+                                    {"netx": str(netx_path)}, Path(netx_path), whole_set)
         if calib is None:
             raise ValueError("export_lava needs a calibration batch unless it runs an earlier netx file")
-        return _build_and_run(model, meta, Path(out), x, y, calib, calibrate, timeout, nir_path, seed)
+        return _build_and_run(model, meta, Path(out), x, y, calib, calibrate, timeout, nir_path, seed, whole_set)
 
 
 def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: torch.Tensor, calib_x: torch.Tensor,
-                   calibrate: int, timeout: int, nir_path: str | Path | None, seed: int) -> dict:
+                   calibrate: int, timeout: int, nir_path: str | Path | None, seed: int,
+                   whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     graph = nc.read_nir(nir_path) if nir_path is not None else to_nir(model, meta)
     T = int(graph.metadata.get("T", model.T))
     if T != model.T:
@@ -80,7 +85,7 @@ def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: 
             check_netx(tmp / "network.net")
         info = {"nir": str(nir_path if nir_path is not None else out / "model.nir"), "quantisation": quant,
                 "calibration": {"samples": calibrate, "vth_shifts": shifts}}
-        result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net")
+        result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net", whole_set)
     result["out"] = str(out)
     return result
 
@@ -96,7 +101,8 @@ def load_net_checked(netx_path: str | Path) -> lq.LoihiNet:
 
 
 def _run_and_compare(model: StagedNet, out: Path, net: lq.LoihiNet, mode: str, x: torch.Tensor, y: torch.Tensor,
-                     timeout: int, seed: int, info: dict, h5: Path) -> dict:
+                     timeout: int, seed: int, info: dict, h5: Path,
+                     whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
     T = net.T
     if T != model.T:
         raise SnnkdError(f"the Loihi network runs T={T}, the model T={model.T}")
@@ -135,4 +141,5 @@ def _run_and_compare(model: StagedNet, out: Path, net: lq.LoihiNet, mode: str, x
         "spike_agreement_torch": sum(info["agreement_torch"] * np.prod(ref_s[nc.spike_key(n)].shape)
                                      for n, info in layers.items()) / max(total, 1),
         "layers": layers, **info,
+        **({"whole_test_set": whole_set_report(model, net, *whole_set, seed=seed)} if whole_set is not None else {}),
     }

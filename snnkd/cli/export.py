@@ -47,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--netx", type=Path, default=None,
                    help="lava: run this netx HDF5 written by an earlier export (network.json beside it)")
     p.add_argument("--timeout", type=positive_int, default=600, help="lava: seconds before the Lava run is stopped")
+    p.add_argument("--no-whole-test-set", action="store_true",
+                   help="lava: skip the bit-exact emulator run on every test sample (Lava runs on --limit-test)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
     p.set_defaults(func=run, subparser=p)
 
@@ -78,10 +80,15 @@ def run(a: argparse.Namespace) -> int:
         from snnkd.export.loihi.pipeline import CALIBRATION_SAMPLES, export_lava
         calib = None if a.netx else model_inputs(meta, a.data_root, "calibration", max(a.calibrate, CALIBRATION_SAMPLES),
                                                  a.download, a.seed)[0]
+        whole = None if a.no_whole_test_set else model_inputs(meta, a.data_root, "test", None, a.download)
         report = export_lava(model, meta, a.out, x, y, calib, calibrate=a.calibrate, timeout=a.timeout,
-                             nir_path=a.nir, netx_path=a.netx, seed=a.seed)
+                             nir_path=a.nir, netx_path=a.netx, seed=a.seed, whole_set=whole)
         summary = (f"Lava accuracy {100 * report['accuracy_lava']:.2f}% vs PyTorch "
                    f"{100 * report['accuracy_torch']:.2f}% on {report['test_samples']} samples")
+        if "whole_test_set" in report:
+            w = report["whole_test_set"]
+            summary += (f"; emulator {100 * w['accuracy_emulator']:.2f}% vs PyTorch {100 * w['accuracy_torch']:.2f}% "
+                        f"on all {w['samples']} test samples")
     report = {"model": str(a.model), "arch": meta["arch"], "kind": meta["kind"], **report, "options": resolved(a)}
     io.write_json(report_path, report)
     print(f"export {a.to}: {a.out}; {summary} -> {report_path}")
