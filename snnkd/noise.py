@@ -1,4 +1,4 @@
-"""Corrupted test sets for noise-robustness evaluation (KDSNN, seed 001, Tab. 2).
+"""Corrupted test sets for noise-robustness evaluation (KDSNN, Tab. 2).
 
 Every variant acts on images with values in ``[0, 1]`` (before normalisation) and is
 built from torchvision transforms (``transforms.v2``):

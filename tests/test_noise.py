@@ -1,4 +1,4 @@
-"""Noise-robustness variants (seed 001 Tab. 2) and ``snnkd evaluate --noise`` on digits."""
+"""Noise-robustness variants (KDSNN Tab. 2) and ``snnkd evaluate --noise`` on digits."""
 
 from __future__ import annotations
 

@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
     p.add_argument("--noise", action="append", default=None, metavar="VARIANT",
                    help="also evaluate on a corrupted test set (repeatable): gaussian:SIGMA, background, "
-                        "random_noise, rotation, rotation_background (seed 001 Tab. 2); accuracy per "
+                        "random_noise, rotation, rotation_background (KDSNN Tab. 2); accuracy per "
                         "variant goes to the JSON under 'noise'")
     p.set_defaults(func=run, subparser=p)
 

@@ -1,8 +1,8 @@
 """``snnkd plot-blockwise``: the blockwise method's figures from its ``metrics.jsonl``.
 
-* ``fig2_cosine.png`` (seed 000, Fig. 2): per replaced stage ``k``, the mean cosine
+* ``fig2_cosine.png`` (Yang et al., CVPR 2025, Fig. 2): per replaced stage ``k``, the mean cosine
   similarity between the mapped SNN rates ``phi_k(r_k)`` and the ANN features, per epoch.
-* ``fig3_val_acc.png`` (seed 000, Fig. 3): validation accuracy of every hybrid ``M_k``
+* ``fig3_val_acc.png`` (Yang et al., CVPR 2025, Fig. 3): validation accuracy of every hybrid ``M_k``
   and of the SNN, per epoch.
 """
 

@@ -1,5 +1,5 @@
-"""``blockwise``: ANN-guided hybrid block-wise replacement (Yang, Yu et al., CVPR 2025;
-seed 000) (our definition; no public code).
+"""``blockwise``: ANN-guided hybrid block-wise replacement (Yang, Yu et al., CVPR 2025)
+(our definition; no public code).
 
 For each replaced stage ``k``: the SNN's firing-rate output of stage ``k`` goes through
 a learnable mapping ``phi_k`` (1x1 conv + BN to the teacher's channels, then a ReLU when

@@ -1,4 +1,4 @@
-"""``feature``: KDSNN feature-based KD (Xu et al., CVPR 2023; seed 001).
+"""``feature``: KDSNN feature-based KD (Xu et al., CVPR 2023).
 
 Student feature ``S`` = the firing rate (mean over T) of a tapped stage, mapped by a
 learnable connector (1x1 conv + BN) to the teacher's channel count; teacher feature

@@ -1,4 +1,4 @@
-"""``relation``: SuperSNN pairwise relational KD (seed 003) (our definition).
+"""``relation``: SuperSNN pairwise relational KD (our definition).
 
 For a tapped representation (default: the pooled feature before the classifier, i.e.
 the head's pooling of the last stage; or a stage pair ``"student_stage:teacher_stage"``,

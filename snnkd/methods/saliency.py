@@ -1,4 +1,4 @@
-"""``saliency``: CKDSNN = SAMD + NLD (Liu et al., 2025; seed 002).
+"""``saliency``: CKDSNN = SAMD + NLD (Liu et al., 2025).
 
 SAMD on a tapped stage pair (``stage``: a name or ``"student_stage:teacher_stage"``;
 default the last of each; the teacher stage must be the one feeding its classifier):

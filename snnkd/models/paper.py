@@ -1,6 +1,6 @@
 """Models the seeds' tables need beyond the common families.
 
-* ``preresnet20`` — KDSNN (seed 001) Tab. 1 teacher: pre-activation ResNet-20
+* ``preresnet20`` — KDSNN Tab. 1 teacher: pre-activation ResNet-20
   (He et al. 2016): blocks ``y = x' + conv(act(BN(conv(act(BN(x))))))``, stages
   [3, 3, 3] at 16/32/64, and a final ``BN-act`` closing the last stage.
 * ``resnet18_imagenet`` — BKDSNN teacher: ResNet-18 with the ImageNet stem
@@ -9,7 +9,7 @@
   spike-element-wise blocks with the ADD connection:
   ``y = act(BN(conv(act(BN(conv(x)))))) + shortcut(x)``, the shortcut being the identity
   or ``act(BN(conv1x1(x)))``; so a stage's output is a sum of spike maps.
-* ``mnist_2conv_s`` — seed 001's MNIST 2-conv net scaled down for CPU runs: convs
+* ``mnist_2conv_s`` — KDSNN's MNIST 2-conv net scaled down for CPU runs: convs
   32/32 instead of 128/128 and a 256-unit hidden layer instead of 1152.
 """
 

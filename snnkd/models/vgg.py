@@ -1,4 +1,4 @@
-"""VGG with BatchNorm, and the 2-conv MNIST net of seed 001.
+"""VGG with BatchNorm, and the 2-conv MNIST net of KDSNN (Xu et al., CVPR 2023).
 
 A stage is ``[downsample] (conv3x3-BN-act)*n``.  Downsampling is average pooling
 (``pool="avg"``; average rather than max so the SNN's pooled spikes stay a rate) or a

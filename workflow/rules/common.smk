@@ -167,7 +167,7 @@ def evaluate_args(wc) -> str:
     ev = config.get("evaluate", {})
     ds = wc.dataset
     limit = ev.get("limit_test") or config["datasets"].get(ds, {}).get("limit_test")
-    noise = " ".join(f"--noise {shell_quote(v)}" for v in ev.get("noise", []))  # seed 001 Tab. 2 variants
+    noise = " ".join(f"--noise {shell_quote(v)}" for v in ev.get("noise", []))  # KDSNN Tab. 2 variants
     return f"""{cli({"data_root": config.get("data_root", "data"), "limit_test": limit,
                     "batch_size": ev.get("batch_size"), "ops_batches": ev.get("ops_batches"),
                     "precision": ev.get("precision"),
