@@ -40,6 +40,10 @@ class Method(nn.Module):
     #: capabilities read by the CLI and the workflow (never a list of names elsewhere)
     needs_teacher: ClassVar[bool] = True
     default_trainer: ClassVar[str] = "bptt"
+    #: the paper it follows, one line (authors, venue, year), shown by `snnkd methods`
+    paper: ClassVar[str] = ""
+    #: meaning of each hyperparameter (a keyword argument of ``__init__``), for `snnkd methods`
+    params_help: ClassVar[dict[str, str]] = {}
 
     def __init__(self, student: StagedNet, teacher: StagedNet | None) -> None:
         super().__init__()

@@ -43,6 +43,16 @@ from snnkd.methods.losses import kd_kl
 @register_method
 class BlockwiseKD(Method):
     name = "blockwise"
+    paper = "Yang, Yu et al., CVPR 2025"
+    params_help = {
+        "stages": "stages replaced, one hybrid model each (default: every stage but the last)",
+        "tau": "temperature of the KD terms (scaled by tau^2)",
+        "ce_weight": "weight of cross entropy, for the SNN and every hybrid",
+        "kd_weight": "weight of the KL term, for the SNN and every hybrid",
+        "relu": "a ReLU after each mapping phi_k",
+        "hybrid_scale": "weight h of the hybrid models' losses (default: 1/number of stages)",
+        "warmup_steps": "steps over which h ramps up from 0 (0: no ramp)",
+    }
     default_trainer = "rate"
 
     def __init__(self, student, teacher, stages: list[str] | None = None, tau: float = 3.0,

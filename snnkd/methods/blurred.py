@@ -41,6 +41,15 @@ def generator(c: int) -> nn.Sequential:
 @register_method
 class BlurredKD(Method):
     name = "blurred"
+    paper = "Xu et al., ECCV 2024 (BKDSNN)"
+    params_help = {
+        "stage": "stage whose rate feature is blurred and regressed (default: the last stage)",
+        "alpha": "weight of the blurred feature regression",
+        "keep": "probability that the random mask keeps a channel",
+        "tau": "temperature of the WSLD logit term",
+        "wsld_weight": "weight of the per-sample weighted soft-label (WSLD) term",
+        "clip_teacher": "rescale the teacher map to the student's range",
+    }
 
     def __init__(self, student, teacher, stage: str | None = None, alpha: float = 2e-3, keep: float = 0.85,
                  tau: float = 2.0, wsld_weight: float = 1.0, clip_teacher: bool = False) -> None:

@@ -85,6 +85,13 @@ def stage_weights(weights: object, n: int, method: str) -> list[float]:
 @register_method
 class FeatureKD(Method):
     name = "feature"
+    paper = "Xu et al., CVPR 2023 (KDSNN)"
+    params_help = {
+        "stages": "stages tapped: 'layer2' or 'student_stage:teacher_stage' (default: the last stage)",
+        "alpha": "weight of the partial L2 feature distance (a sum over map elements)",
+        "weights": "per-stage weights w_k (default 1 each; 'overhaul': 1/2^(n-k-1))",
+        "margin": "clamp the teacher target from below at the expected negative BatchNorm output",
+    }
 
     def __init__(self, student, teacher, stages: list[str] | None = None, alpha: float = 1e-4,
                  weights: list[float] | str | None = None, margin: bool = False) -> None:

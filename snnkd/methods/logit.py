@@ -16,6 +16,11 @@ from snnkd.methods.losses import kd_kl
 @register_method
 class LogitKD(Method):
     name = "logit"
+    paper = "Xu et al., CVPR 2023 (KDSNN)"
+    params_help = {
+        "tau": "softmax temperature of the KL term (scaled by tau^2)",
+        "alpha": "weight of the KD term; CE gets 1 - alpha",
+    }
 
     def __init__(self, student, teacher, tau: float = 4.0, alpha: float = 0.9) -> None:
         super().__init__(student, teacher)

@@ -10,6 +10,7 @@ from snnkd.methods.base import Method, MethodOutput, register_method
 @register_method
 class Direct(Method):
     name = "none"
+    paper = "baseline: direct training with cross entropy (no teacher)"
     needs_teacher = False
 
     def __init__(self, student, teacher) -> None:

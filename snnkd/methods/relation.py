@@ -42,6 +42,13 @@ def tapped(model: StagedNet, out: StageOutput, stage: str | None) -> torch.Tenso
 @register_method
 class RelationKD(Method):
     name = "relation"
+    paper = "SuperSNN, ICLR 2024 submission (OpenReview)"
+    params_help = {
+        "stage": "stage whose representation is compared (default: the pooled feature before the classifier)",
+        "beta": "weight of the sample-to-sample similarity matching term",
+        "alpha": "weight of an added logit KD term (0: off)",
+        "tau": "temperature of that logit KD term",
+    }
 
     def __init__(self, student, teacher, stage: str | None = None, beta: float = 1.0, alpha: float = 0.0,
                  tau: float = 4.0) -> None:

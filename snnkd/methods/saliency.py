@@ -72,6 +72,15 @@ def class_activation_map(teacher: nn.Module, feat: torch.Tensor, logits: torch.T
 @register_method
 class SaliencyKD(Method):
     name = "saliency"
+    paper = "Liu et al., arXiv 2025 (CKDSNN)"
+    params_help = {
+        "stage": "stage whose spike counts give the student's saliency map (default: the last stage)",
+        "samd_weight": "weight of the saliency alignment (SAMD) term",
+        "samd_tau": "temperature of the spatial saliency distributions",
+        "noise": "share of the noisy logits mixed into the student's softened output (NLD)",
+        "tau": "temperature of the noisy logit (NLD) term",
+        "nld_weight": "weight of the noisy logit (NLD) term",
+    }
 
     def __init__(self, student, teacher, stage: str | None = None, samd_weight: float = 1.0, samd_tau: float = 2.0,
                  noise: float = 0.1, tau: float = 2.0, nld_weight: float = 4.0) -> None:
