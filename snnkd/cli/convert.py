@@ -12,6 +12,7 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.cli.common import add_config_option, positive_float, positive_int, resolved
+from snnkd.cli.formatting import examples
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
 
@@ -22,7 +23,8 @@ def add_parser(sub) -> None:
                                    "site's percentile as its scale lambda (Rueckauer et al. 2017) and build the "
                                    "SNN of the same architecture with IF neurons (threshold 1, soft reset) "
                                    "between the scalers 1/lambda and lambda. Writes OUT/model.pt and "
-                                   "OUT/config.yaml.")
+                                   "OUT/config.yaml.",
+                       epilog=examples("snnkd convert --teacher runs/teacher/model.pt --T 32 --out runs/converted_T32"))
     add_config_option(p)
     p.add_argument("--teacher", type=Path, default=None, help="ANN model.pt from 'snnkd pretrain'")
     p.add_argument("--out", type=Path, default=None, help="output directory")

@@ -13,6 +13,7 @@ from snnkd.cli.common import (
     neuron_from_args,
     parse_params,
 )
+from snnkd.cli.formatting import examples
 from snnkd.cli.training import check_training_paths, load_data, train_and_save
 from snnkd.errors import SnnkdError
 from snnkd.methods import build_method, freeze, get_method, list_methods
@@ -25,7 +26,12 @@ from snnkd.train.trainers import get_trainer
 def add_parser(sub) -> None:
     p = sub.add_parser("distill", help="train an SNN student from an ANN teacher",
                        description="Train an SNN student with a distillation method; writes OUT/model.pt, "
-                                   "OUT/metrics.jsonl (every loss term per epoch) and OUT/config.yaml.")
+                                   "OUT/metrics.jsonl (every loss term per epoch) and OUT/config.yaml.",
+                       epilog=examples("snnkd distill --student vgg_tiny --teacher runs/teacher/model.pt --method logit "
+                                       "--param tau=4 --out runs/logit",
+                                       "snnkd distill --student vgg_tiny --dataset digits --method none --T 4 "
+                                       "--out runs/baseline",
+                                       "snnkd methods    # every method with its hyperparameters"))
     add_config_option(p)
     p.add_argument("--student", default=None, help=f"student architecture: {', '.join(list_models())}")
     p.add_argument("--teacher", type=Path, default=None, help="teacher model.pt from 'snnkd pretrain' "

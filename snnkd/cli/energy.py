@@ -9,6 +9,7 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.cli.common import positive_int, resolved
+from snnkd.cli.formatting import examples
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
 from snnkd.runtime import load_model
@@ -19,7 +20,9 @@ def add_parser(sub) -> None:
                        description="Run the model's NIR graph (exported now, or --nir FILE) on test inputs, count "
                                    "per-layer SynOps, MACs, synaptic events and neuron updates, compare them with "
                                    "snnkd's PyTorch-side counts, and price them with the per-target energies of "
-                                   "snnkd/resources/energy.yaml. Writes --out JSON and a Markdown --table.")
+                                   "snnkd/resources/energy.yaml. Writes --out JSON and a Markdown --table.",
+                       epilog=examples("snnkd energy --model runs/logit/model.pt --teacher runs/teacher/model.pt "
+                                       "--out runs/logit/energy.json"))
     p.add_argument("--config", type=Path, help="YAML file of option values")
     p.add_argument("--model", type=Path, default=None, help="SNN model.pt from distill")
     p.add_argument("--nir", type=Path, default=None, help="count on this exported .nir instead of exporting anew")

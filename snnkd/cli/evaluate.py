@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from snnkd import io
 from snnkd.cli.common import add_precision_option, device_name, positive_int, resolved
+from snnkd.cli.formatting import examples
 from snnkd.data import build_datasets
 from snnkd.energy import energy_uj, load_table
 from snnkd.errors import SnnkdError
@@ -26,7 +27,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, firing rates, SynOps and energy of a model",
                        description="Evaluate a model.pt on its dataset's test split: top-1 accuracy, "
                                    "per-layer firing rates, SynOps, MACs and energy per target. "
-                                   "Writes a JSON file.")
+                                   "Writes a JSON file.",
+                       epilog=examples("snnkd evaluate --model runs/logit/model.pt --out runs/logit/eval.json",
+                                       "snnkd evaluate --model runs/logit/model.pt --noise gaussian:0.1 --noise rotation "
+                                       "--out runs/logit/noise.json"))
     p.add_argument("--config", type=Path, help="YAML file of option values")
     p.add_argument("--model", type=Path, default=None, help="model.pt from pretrain or distill")
     p.add_argument("--out", type=Path, default=None, help="output JSON file")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.cli.common import positive_float, positive_int, resolved
+from snnkd.cli.formatting import examples
 from snnkd.cli.inputs import model_inputs
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
@@ -28,7 +29,11 @@ def add_parser(sub) -> None:
                                    "nirtorch and (if installed) spikingjelly, compared with the PyTorch SNN. "
                                    "onnx: the ANN, or the SNN unrolled over T, checked with onnxruntime. "
                                    "lava: Loihi fixed-point network (netx HDF5 for sequential nets, a Lava "
-                                   "process graph otherwise) run in Loihi2SimCfg(select_tag='fixed_pt').")
+                                   "process graph otherwise) run in Loihi2SimCfg(select_tag='fixed_pt').",
+                       epilog=examples("snnkd export --model runs/logit/model.pt --to nir --out runs/logit/model.nir",
+                                       "snnkd export --model runs/logit/model.pt --to onnx --out runs/logit/model.onnx",
+                                       "snnkd export --model runs/logit/model.pt --to lava --limit-test 100 "
+                                       "--out runs/logit/lava"))
     p.add_argument("--config", type=Path, help="YAML file of option values")
     p.add_argument("--model", type=Path, default=None, help="model.pt from distill (or pretrain, for onnx)")
     p.add_argument("--to", choices=TARGETS, default=None, help="target format")

@@ -1,7 +1,9 @@
 """The ``snnkd`` command: one subcommand per pipeline step.
 
 Each subcommand lives in its own module under ``snnkd.cli`` exposing
-``add_parser(subparsers)``; adding a step means adding a module name to ``SUBCOMMANDS``.
+``add_parser(subparsers)``; adding a step means adding its module name and one-line summary
+to ``SUBCOMMANDS``.  Only the module of the command being run (or asked for ``--help``) is
+imported, so ``snnkd --help`` lists the commands without importing torch.
 Errors in user input end as one line ``snnkd: error: ...`` and exit status 2; any other
 exception escaping a command ends as one such line too (exit 1), with the traceback only
 under ``snnkd --debug`` (or ``SNNKD_DEBUG=1``).  Control characters in a message (a newline
@@ -20,23 +22,60 @@ import traceback
 from typing import NoReturn
 
 from snnkd import __version__
-from snnkd.cli.common import config_tokens
+from snnkd.cli.formatting import HelpFormatter, examples
 from snnkd.errors import SnnkdError
 from snnkd.registry import load_plugins, plugin_modules
 
-SUBCOMMANDS = ["pretrain", "distill", "convert", "evaluate", "export", "energy", "plot_blockwise"]
+#: module under ``snnkd.cli`` -> the one line ``snnkd --help`` shows for it (the module passes
+#: the same text as its parser's ``help``; tests/test_cli_usability.py checks they agree)
+SUBCOMMANDS = {
+    "pretrain": "train an ANN teacher",
+    "distill": "train an SNN student from an ANN teacher",
+    "convert": "ANN-to-SNN conversion of a teacher (robust percentile normalisation)",
+    "evaluate": "accuracy, firing rates, SynOps and energy of a model",
+    "export": "export a model to NIR, ONNX or Loihi (Lava) and verify it",
+    "energy": "operation counts on the exported graph and energy per target",
+    "plot_blockwise": "plot the blockwise method's per-epoch figures",
+    "methods": "list the distillation methods: paper, trainer, hyperparameters",
+}
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose usage errors raise :class:`SnnkdError` instead of
-    printing the whole usage, so every bad option ends as the one ``snnkd: error:`` line."""
+    printing the whole usage, so every bad option ends as the one ``snnkd: error:`` line.
+    Options are never abbreviated (``--stud`` is not ``--student``), and ``--help`` shows
+    every default (:class:`snnkd.cli.formatting.HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise SnnkdError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineErrorParser(prog="snnkd", description="ANN-to-SNN knowledge distillation pipeline")
+def command_name(module: str) -> str:
+    """The command line's name of a subcommand module (``plot_blockwise`` -> ``plot-blockwise``)."""
+    return module.replace("_", "-")
+
+
+def requested_command(argv: list[str]) -> str:
+    """The subcommand module ``argv`` runs (its first word), or ``""`` when it names none."""
+    if not argv:
+        return ""
+    name = argv[0].replace("-", "_")
+    return name if name in SUBCOMMANDS else ""
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``snnkd`` parser.  ``command``: build only that subcommand's parser in full (the
+    others are one-line entries of the listing); ``None``: all of them (imports every module)."""
+    p = OneLineErrorParser(prog="snnkd", description="ANN-to-SNN knowledge distillation pipeline",
+                           epilog=examples("snnkd pretrain --model vgg_tiny --dataset digits --out runs/teacher",
+                                           "snnkd distill --student vgg_tiny --teacher runs/teacher/model.pt "
+                                           "--method logit --out runs/logit",
+                                           "snnkd methods", "snnkd COMMAND --help"))
     p.add_argument("--version", action="version", version=f"snnkd {__version__}")
     p.add_argument("--debug", action="store_true",
                    help="print the traceback of an error (before the command; also SNNKD_DEBUG=1)")
@@ -45,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "can be named (repeatable, before the command; also SNNKD_PLUGINS=mod1,mod2; "
                         "installed plugins load through their entry points without it)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
+    for name, summary in SUBCOMMANDS.items():
+        if command is not None and name != command:
+            sub.add_parser(command_name(name), help=summary, add_help=False)  # listed, not imported
+            continue
         try:
             mod = importlib.import_module(f"snnkd.cli.{name}")
         except ModuleNotFoundError as e:
@@ -68,9 +110,10 @@ def _blame_config(parser: argparse.ArgumentParser, command: str, tokens: list[st
 def parse_args(argv: list[str], parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
     """Options of ``snnkd ARGV``: ``--config`` values first, the command line over them.
     Any problem raises :class:`SnnkdError`."""
-    parser = parser or build_parser()
+    parser = parser or build_parser(requested_command(argv))
     args = parser.parse_args(argv)
     if getattr(args, "config", None) is not None:
+        from snnkd.cli.common import config_tokens
         tokens = config_tokens(args.subparser, args.config)
         try:
             args = parser.parse_args([argv[0], *tokens, *argv[1:]])

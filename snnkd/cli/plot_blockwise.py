@@ -13,13 +13,16 @@ import json
 from pathlib import Path
 
 from snnkd import io
+from snnkd.cli.formatting import examples
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("plot-blockwise", help="plot the blockwise method's per-epoch figures",
-                       description="Draw fig2_cosine.png and fig3_val_acc.png from a blockwise run's metrics.jsonl.")
+                       description="Draw fig2_cosine.png and fig3_val_acc.png from a blockwise run's metrics.jsonl.",
+                       epilog=examples("snnkd plot-blockwise --metrics runs/blockwise/metrics.jsonl "
+                                       "--out runs/blockwise/figures"))
     p.add_argument("--metrics", type=Path, required=True, help="metrics.jsonl of a 'distill --method blockwise' run")
     p.add_argument("--out", type=Path, required=True, help="output directory for the PNGs")
     p.set_defaults(func=run)
