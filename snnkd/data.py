@@ -196,9 +196,11 @@ def build_datasets(name: str, root: str | Path = "data", val_fraction: float = 0
     try:
         full_train, full_eval, test = info.splits(root, t_train, t_test, download)
     except (RuntimeError, OSError) as e:
-        how = "download failed or is off" if download else "download is off"
         why = (str(e).splitlines() or [type(e).__name__])[0]
-        raise SnnkdError(f"dataset {name!r} not found under {root} ({how}: {why}); "
+        fetch = "download=True" in why  # torchvision's wording for its option; ours is --download
+        why = why.replace(" You can use download=True to download it", "").rstrip(".")
+        how = "the download failed; " if download else "pass --download to fetch it; " if fetch else ""
+        raise SnnkdError(f"dataset {name!r} not found under {root} ({why}); {how}"
                          f"expected layout: {info.layout}") from None
     n = len(full_train)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()

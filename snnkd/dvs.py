@@ -69,7 +69,7 @@ def cifar10_dvs(root: str | Path, download: bool = False) -> tuple[Dataset, Data
         raise SnnkdError("dataset 'cifar10_dvs' needs the optional extra: pip install 'snnkd[dvs]' "
                          "(tonic, GPL-3.0)") from None
     if not download and not _present(root):
-        raise SnnkdError(f"dataset 'cifar10_dvs' not found under {root} (download is off); expected layout: "
+        raise SnnkdError(f"dataset 'cifar10_dvs' not found under {root} (pass --download to fetch it); expected layout: "
                          f"{root}/CIFAR10DVS/<class>/*.aedat4 as tonic extracts it")
     try:
         events = tonic.datasets.CIFAR10DVS(save_to=str(root))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from snnkd.cli.common import (
@@ -46,6 +47,9 @@ def add_parser(sub) -> None:
                         "code (default), bptt: BPTT-sized")
     p.add_argument("--out", type=Path, default=None, help="output directory")
     add_data_options(p)
+    for act in p._actions:  # distill can take the dataset from the teacher checkpoint
+        if act.dest == "dataset":
+            act.help += " (default: the teacher's dataset)"
     add_fit_options(p)
     add_neuron_options(p)
     p.set_defaults(func=run, subparser=p)
@@ -61,11 +65,17 @@ def run(a: argparse.Namespace) -> int:
     params = parse_params(a.param)
     teacher = None
     if a.teacher is not None:
+        if not cls.needs_teacher:
+            print(f"snnkd: warning: --method {a.method} trains without a teacher; --teacher {a.teacher} is only "
+                  "read for its dataset, not used in the loss", file=sys.stderr)
         teacher, tmeta = load_model(a.teacher)
         if tmeta["kind"] != "ann":
             raise SnnkdError(f"{a.teacher} holds an SNN; a teacher must be an ANN from 'snnkd pretrain'")
         if a.dataset and tmeta["dataset"] != a.dataset:
             raise SnnkdError(f"teacher was trained on {tmeta['dataset']!r}, not {a.dataset!r}")
+        if not a.dataset:
+            a.dataset = tmeta["dataset"]
+            print(f"snnkd: note: no --dataset given; using the teacher's dataset {a.dataset!r}", file=sys.stderr)
         freeze(teacher)
     elif cls.needs_teacher:
         raise SnnkdError(f"method {a.method!r} needs a teacher (--teacher)")
