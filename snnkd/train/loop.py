@@ -231,10 +231,18 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         io.write_jsonl(metrics_path, history)
         val_text = f"val {rec['val_acc']:.2f}%" if has_val else "no val"
         print(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train {rec['train_acc']:.2f}% "
-              f"{val_text} ({rec['time_s']:.1f}s)", file=sys.stderr, flush=True)
+              f"{val_text} ({rec['time_s']:.1f}s, ETA {eta(history, cfg.epochs)})", file=sys.stderr, flush=True)
     if undo_ddp is not None:
         undo_ddp()
     return history
+
+
+def eta(history: list[dict], epochs: int) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour) left: the epochs to go times the mean epoch time so far."""
+    times = [r["time_s"] for r in history if isinstance(r.get("time_s"), (int, float))]
+    left = round((epochs - len(history)) * (sum(times) / len(times) if times else 0.0))
+    h, rest = divmod(max(left, 0), 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60:02d}:{rest % 60:02d}"
 
 
 def _diverged(state_path: Path, epoch: int, what: str, cfg: FitConfig) -> SnnkdError:
