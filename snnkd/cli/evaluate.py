@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from snnkd import io
+from snnkd.cli import progress
 from snnkd.cli.common import add_precision_option, device_name, positive_int, resolved
 from snnkd.cli.formatting import examples
 from snnkd.data import build_datasets
@@ -49,6 +50,7 @@ def add_parser(sub) -> None:
                    help="also evaluate on a corrupted test set (repeatable): gaussian:SIGMA, background, "
                         "random_noise, rotation, rotation_background (KDSNN Tab. 2); accuracy per "
                         "variant goes to the JSON under 'noise'")
+    progress.add_progress_option(p)
     p.set_defaults(func=run, subparser=p)
 
 
@@ -70,7 +72,9 @@ def noise_accuracy(model, dataset: str, a: argparse.Namespace, device: torch.dev
     for spec in a.noise:
         torch.manual_seed(a.seed)
         ds = CorruptedDataset(clean, variant_transform(spec), v2.Normalize(info.mean, info.std))
-        res = evaluate_loader(model, DataLoader(ds, batch_size=a.batch_size, shuffle=False), device, a.precision)
+        batches = DataLoader(ds, batch_size=a.batch_size, shuffle=False)
+        res = evaluate_loader(model, progress.bar(batches, f"noise {spec}", progress.enabled(a), len(batches), "batch"),
+                              device, a.precision)
         out[spec] = {"accuracy": res["acc"], "loss": res["loss"]}
         print(f"  noise {spec}: accuracy {res['acc']:.2f}%")
     return out
@@ -91,7 +95,8 @@ def run(a: argparse.Namespace) -> int:
     device = pick_device(a.device)
     model.to(device)
     loader = DataLoader(test, batch_size=a.batch_size, shuffle=False)
-    acc = evaluate_loader(model, loader, device, a.precision)
+    acc = evaluate_loader(model, progress.bar(loader, "evaluate", progress.enabled(a), len(loader), "batch"),
+                          device, a.precision)
     torch.manual_seed(a.seed)  # the counts see the same encoding as `snnkd energy` on the same samples
     ops = count_ops(model, itertools.islice(loader, a.ops_batches), device)
     result = {

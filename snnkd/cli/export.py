@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from snnkd import io
+from snnkd.cli import progress
 from snnkd.cli.common import positive_float, positive_int, resolved
 from snnkd.cli.formatting import examples
 from snnkd.cli.inputs import model_inputs
@@ -55,10 +56,19 @@ def add_parser(sub) -> None:
     p.add_argument("--no-whole-test-set", action="store_true",
                    help="lava: skip the bit-exact emulator run on every test sample (Lava runs on --limit-test)")
     p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
+    progress.add_progress_option(p)
     p.set_defaults(func=run, subparser=p)
 
 
 def run(a: argparse.Namespace) -> int:
+    """Export with a bar over the steps (model, inputs, export and check, report) on a terminal."""
+    lava = a.to == "lava"
+    total = 4 + (0 if a.netx or not lava else 1) + (1 if lava and not a.no_whole_test_set else 0)
+    with progress.Steps(total, "export", progress.enabled(a)) as steps:
+        return export(a, steps)
+
+
+def export(a: argparse.Namespace, steps: progress.Steps) -> int:
     if not a.model or not a.to or not a.out:
         raise SnnkdError("export needs --model, --to and --out")
     report_path = a.report or Path(str(a.out) + ".json")
@@ -66,10 +76,14 @@ def run(a: argparse.Namespace) -> int:
     check_paths(inputs={"--model": a.model, "--nir": a.nir, "--netx": a.netx, "--config": a.config},
                 trees={"--data-root": a.data_root}, fresh_dirs={"--out": a.out} if lava else None,
                 outputs={"--out": None if lava else a.out, "--report": report_path})  # items 1, 2, 10
+    steps.next("export: loading the model")
     model, meta = load_model(a.model)
     from snnkd.convert import refuse_export
     refuse_export(meta, str(a.model), a.to)  # a converted model: one line, before any data is read
+    steps.next("export: reading the test inputs")
     x, y = model_inputs(meta, a.data_root, "test", a.limit_test or (100 if lava else None), a.download)
+    if a.to != "lava":
+        steps.next(f"export: writing and checking {a.to}")
     if a.to == "nir":
         from snnkd.export.nir_pipeline import export_nir
         report = export_nir(model, meta, a.out, x, y, dt=a.dt, third_party=not a.no_third_party, seed=a.seed)
@@ -83,9 +97,14 @@ def run(a: argparse.Namespace) -> int:
         summary = f"onnxruntime max |error| {report['max_abs_error']:.3g} (tolerance {a.atol:g})"
     else:
         from snnkd.export.loihi.pipeline import CALIBRATION_SAMPLES, export_lava
+        if not a.netx:
+            steps.next("export: reading the calibration inputs")
         calib = None if a.netx else model_inputs(meta, a.data_root, "calibration", max(a.calibrate, CALIBRATION_SAMPLES),
                                                  a.download, a.seed)[0]
+        if not a.no_whole_test_set:
+            steps.next("export: reading every test input")
         whole = None if a.no_whole_test_set else model_inputs(meta, a.data_root, "test", None, a.download)
+        steps.next("export: building and running the Lava network")
         report = export_lava(model, meta, a.out, x, y, calib, calibrate=a.calibrate, timeout=a.timeout,
                              nir_path=a.nir, netx_path=a.netx, seed=a.seed, whole_set=whole)
         summary = (f"Lava accuracy {100 * report['accuracy_lava']:.2f}% vs PyTorch "
@@ -95,6 +114,7 @@ def run(a: argparse.Namespace) -> int:
             summary += (f"; emulator {100 * w['accuracy_emulator']:.2f}% vs PyTorch {100 * w['accuracy_torch']:.2f}% "
                         f"on all {w['samples']} test samples")
     report = {"model": str(a.model), "arch": meta["arch"], "kind": meta["kind"], **report, "options": resolved(a)}
+    steps.next("export: writing the report")
     io.write_json(report_path, report)
     print(f"export {a.to}: {a.out}; {summary} -> {report_path}")
     if report.get("within_tolerance") is False:
