@@ -81,6 +81,9 @@ localrules:
     all,
     summarise,
     plots,
+    summary_html,
+    papers_html,
+    plot_blockwise,
 
 
 rule all:
@@ -95,3 +98,4 @@ rule all:
         "results/plots/accuracy_energy.png",
         "results/plots/firing_rates.png",
         "results/plots/training_curves.png",
+        report_outputs(),

@@ -1,4 +1,53 @@
-# Tables and figures over all runs (thin glue in workflow/scripts/), shown in the report.
+# Tables and figures over all runs (thin glue in workflow/scripts/), shown in the report:
+# the summary as an HTML table (summary_html.py) and beside the papers when the grid carries
+# paper figures; the figures of plots.py / plots_runs.py, each written even when the grid has
+# no data for it (it then says so), so every declared output exists; the blockwise figures
+# (snnkd plot-blockwise) for every blockwise run of the grid.
+
+BLOCKWISE_RUNS = [r for r in RUNS if config["methods"][r["method"]]["kind"] == "blockwise"]
+HAS_PAPER = any("paper" in b for b in config["grid"])
+PLOTS = ("accuracy_bars", "accuracy_T", "accuracy_energy", "firing_rates", "training_curves")
+PLOTS += ("noise", "export_agreement", "resources")
+
+
+def exported_runs() -> list[dict]:
+    """The student runs the export covers (export.seeds), with the paths of their reports."""
+    out = []
+    for r in RUNS:
+        if EXPORT.get("seeds") is not None and r["seed"] not in EXPORT["seeds"]:
+            continue
+        sid = student_id(r)
+        rec = {**r}
+        for fmt in ("nir", "onnx", "lava"):
+            rec[fmt] = run_path(f"results/export/{fmt}", sid, f"{fmt}.json") if EXPORT.get(fmt) else None
+        if rec["nir"] or rec["onnx"] or rec["lava"]:
+            out.append(rec)
+    return out
+
+
+def export_reports() -> list[str]:
+    return [e[f] for e in exported_runs() for f in ("nir", "onnx", "lava") if e[f]]
+
+
+def benchmark_records() -> list[dict]:
+    """Every benchmarks/<step>/<id>.tsv the grid's jobs write (time and peak memory figure)."""
+    teachers = sorted(set(TEACHERS) | {(c["dataset"], c["teacher"]) for c in CONVERSIONS})
+    out = [{"step": s, "id": teacher_id(d, t)} for d, t in teachers for s in ("pretrain", "evaluate/pretrain")]
+    out += [{"step": s, "id": student_id(r)} for r in RUNS for s in ("distill", "evaluate/distill")]
+    steps = (("export/nir", "nir"), ("export/onnx", "onnx"), ("export/lava", "lava"), ("energy", "energy"))
+    for e in exported_runs():
+        out += [{"step": s, "id": student_id(e)} for s, key in steps if EXPORT.get(key)]
+    out += [{"step": s, "id": conversion_id(c)} for c in CONVERSIONS for s in ("convert", "evaluate/convert")]
+    return [{**b, "path": run_path(f"benchmarks/{b['step']}", b["id"], ".tsv")} for b in out]
+
+
+def report_outputs() -> list[str]:
+    """What the report shows: the HTML tables, the figures, the blockwise figures per run."""
+    out = ["results/summary/summary.html"] + (["results/summary/papers.html"] if HAS_PAPER else [])
+    out += [f"results/plots/{name}.png" for name in PLOTS]
+    for r in BLOCKWISE_RUNS:
+        out += [run_path("results/plots/blockwise", student_id(r), f) for f in ("fig2_cosine.png", "fig3_val_acc.png")]
+    return out
 
 
 rule summarise:
@@ -12,14 +61,9 @@ rule summarise:
             "results/summary/summary.tsv",
             caption="../report/summary.rst",
             category="Summary",
-            labels={"table": "all runs (TSV)"},
+            labels={"table": "all runs (TSV download)"},
         ),
-        md=report(
-            "results/summary/summary.md",
-            caption="../report/summary.rst",
-            category="Summary",
-            labels={"table": "all runs (Markdown)"},
-        ),
+        md="results/summary/summary.md",
     log:
         "logs/summary/summarise.log",
     benchmark:
@@ -38,36 +82,62 @@ rule summarise:
 
 
 rule plots:
-    """Accuracy against energy, per-layer firing rates, and training curves."""
+    """The report's figures (plots.py, plots_runs.py); each says so when the grid has no data for it."""
     input:
         students=student_evals(),
         teachers=teacher_evals(),
         conversions=convert_evals(),
         metrics=[r["metrics"] for r in run_records()],
+        exports=export_reports(),
+        benchmarks=[b["path"] for b in benchmark_records()],
     output:
-        energy=report(
-            "results/plots/accuracy_energy.png",
-            caption="../report/accuracy_energy.rst",
+        accuracy_bars=report(
+            "results/plots/accuracy_bars.png",
+            caption="../report/accuracy_bars.rst",
             category="Figures",
-            labels={"figure": "accuracy against energy"},
-        ),
-        rates=report(
-            "results/plots/firing_rates.png",
-            caption="../report/firing_rates.rst",
-            category="Figures",
-            labels={"figure": "per-layer firing rates"},
-        ),
-        curves=report(
-            "results/plots/training_curves.png",
-            caption="../report/training_curves.rst",
-            category="Figures",
-            labels={"figure": "training curves"},
+            labels={"figure": "accuracy per method"},
         ),
         accuracy_T=report(
             "results/plots/accuracy_T.png",
             caption="../report/accuracy_T.rst",
             category="Figures",
             labels={"figure": "accuracy against T"},
+        ),
+        accuracy_energy=report(
+            "results/plots/accuracy_energy.png",
+            caption="../report/accuracy_energy.rst",
+            category="Figures",
+            labels={"figure": "accuracy against energy"},
+        ),
+        firing_rates=report(
+            "results/plots/firing_rates.png",
+            caption="../report/firing_rates.rst",
+            category="Figures",
+            labels={"figure": "per-layer firing rates"},
+        ),
+        training_curves=report(
+            "results/plots/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Figures",
+            labels={"figure": "training curves per loss term"},
+        ),
+        noise=report(
+            "results/plots/noise.png",
+            caption="../report/noise.rst",
+            category="Figures",
+            labels={"figure": "noise robustness"},
+        ),
+        export_agreement=report(
+            "results/plots/export_agreement.png",
+            caption="../report/export_agreement.rst",
+            category="Figures",
+            labels={"figure": "export agreement"},
+        ),
+        resources=report(
+            "results/plots/resources.png",
+            caption="../report/resources.rst",
+            category="Figures",
+            labels={"figure": "time and peak memory"},
         ),
     log:
         "logs/summary/plots.log",
@@ -82,5 +152,102 @@ rule plots:
         gpu=0,
     params:
         records=run_records() + convert_records(),
+        exports=exported_runs(),
+        benchmarks=benchmark_records(),
     script:
         "../scripts/plots.py"
+
+
+rule summary_html:
+    """The summary as an HTML table shown in the report, and beside the papers when the grid has paper figures."""
+    input:
+        students=student_evals(),
+        teachers=teacher_evals(),
+        conversions=convert_evals(),
+    output:
+        html=report(
+            "results/summary/summary.html",
+            caption="../report/summary.rst",
+            category="Summary",
+            labels={"table": "all runs"},
+        ),
+    log:
+        "logs/summary/summary_html.log",
+    benchmark:
+        "benchmarks/summary/summary_html.tsv"
+    conda:
+        "../envs/snnkd.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("summarise", "mem_mb"),
+        runtime=res("summarise", "runtime"),
+        gpu=0,
+    params:
+        records=run_records() + convert_records(),
+    script:
+        "../scripts/summary_html.py"
+
+
+rule papers_html:
+    """Our accuracies beside the papers' figures (grid[].paper), planned only when the grid has them."""
+    input:
+        students=student_evals(),
+        teachers=teacher_evals(),
+    output:
+        papers=report(
+            "results/summary/papers.html",
+            caption="../report/papers.rst",
+            category="Summary",
+            labels={"table": "beside the papers"},
+        ),
+    log:
+        "logs/summary/papers_html.log",
+    benchmark:
+        "benchmarks/summary/papers_html.tsv"
+    conda:
+        "../envs/snnkd.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("summarise", "mem_mb"),
+        runtime=res("summarise", "runtime"),
+        gpu=0,
+    params:
+        records=run_records(),
+    script:
+        "../scripts/summary_html.py"
+
+
+rule plot_blockwise:
+    """Yang et al.'s Figs. 2 and 3 for one blockwise run (snnkd plot-blockwise)."""
+    input:
+        metrics=run_path("results/distill", STUDENT, "metrics.jsonl"),
+    output:
+        cosine=report(
+            run_path("results/plots/blockwise", STUDENT, "fig2_cosine.png"),
+            caption="../report/blockwise_cosine.rst",
+            category="Block-wise",
+            subcategory="{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}",
+            labels={"figure": "cosine similarity per stage"},
+        ),
+        val_acc=report(
+            run_path("results/plots/blockwise", STUDENT, "fig3_val_acc.png"),
+            caption="../report/blockwise_val_acc.rst",
+            category="Block-wise",
+            subcategory="{dataset}/{teacher}/{student}/{method}/{trainer}/T{T}/seed{seed}",
+            labels={"figure": "hybrid and SNN validation accuracy"},
+        ),
+    log:
+        run_path("logs/plots/blockwise", STUDENT, ".log"),
+    benchmark:
+        run_path("benchmarks/plots/blockwise", STUDENT, ".tsv")
+    conda:
+        "../envs/snnkd.yaml"
+    threads: 1
+    resources:
+        mem_mb=res("summarise", "mem_mb"),
+        runtime=res("summarise", "runtime"),
+        gpu=0,
+    params:
+        out=subpath(output.cosine, parent=True),
+    shell:
+        "snnkd plot-blockwise --metrics {input.metrics:q} --out {params.out:q} > {log:q} 2>&1"
