@@ -97,6 +97,8 @@ def command_argv(command: str, options: Mapping[str, Any], parser: argparse.Argu
             raise SnnkdError(f"{command}: option {key!r} takes one value, not {type(value).__name__}")
         else:
             argv.append(f"{flag}={_text(value)}")  # one token: a value starting with '-' stays a value
+    if any(a.split("=", 1)[1] == "--" for a in argv[1:] if "=" in a):  # argparse drops a bare '--' even inside '--flag=--'
+        raise SnnkdError(f"{command}: '--' is not a usable option value")
     return argv
 
 
@@ -106,7 +108,7 @@ def run_command(command: str, options: Mapping[str, Any], plugins: Iterable[str]
     from snnkd.cli.main import build_parser, parse_args
     from snnkd.registry import load_plugins, plugin_modules
 
-    load_plugins(plugin_modules(list(plugins)))  # before the parser lists the registered names
+    load_plugins(plugin_modules([plugins] if isinstance(plugins, str) else list(plugins)))  # before the parser
     parser = build_parser()
     args = parse_args(command_argv(command, options, parser), parser)
     status = int(args.func(args) or 0)
@@ -159,6 +161,8 @@ def evaluate(model_or_path: Any, dataset: str | None = None, *, meta: dict | Non
     from snnkd.paths import check_paths
     from snnkd.runtime import save_model
 
+    if "model" in options:
+        raise SnnkdError("evaluate: give the model as the first argument, not model=")
     if out is not None:
         check_paths(outputs={"out": out})
     with tempfile.TemporaryDirectory(prefix="snnkd-eval-") as tmp:

@@ -78,6 +78,8 @@ def test_unknown_option_names_are_refused_by_name() -> None:
         command_argv("pretrain", {"no_progress": "yes"})
     with pytest.raises(SnnkdError, match="'epochs' takes one value"):
         command_argv("pretrain", {"epochs": [1, 2]})
+    with pytest.raises(SnnkdError, match="'--' is not a usable"):
+        command_argv("pretrain", {"model": "--"})
     with pytest.raises(SnnkdError, match="not both"):
         command_argv("distill", {"param": ["tau=4"], "params": {"tau": 4}})
 
@@ -150,4 +152,6 @@ def test_export_to_onnx_from_python(teacher_pt: Path, tmp_path: Path) -> None:
         snnkd.export.to_onnx((model, meta), tmp_path / "u.onnx", x=x)
     with pytest.raises(SnnkdError, match="refusing to overwrite"):
         snnkd.export.to_onnx(teacher_pt, teacher_pt)
+    with pytest.raises(SnnkdError, match="contains the input model"):
+        snnkd.export.to_lava(teacher_pt, teacher_pt.parent)  # refused before Lava or any data
     assert not (tmp_path / "u.onnx").exists()
