@@ -164,9 +164,10 @@ def test_report_embeds_summary_table(tiny_run: Path):
     assert r.returncode == 0, r.stderr[-2000:]
     html = (tiny_run / "report.html").read_text()
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html, re.S).group(1))
-    md = results["results/summary/summary.md"]
-    embedded = base64.b64decode(md["data_uri"].split("base64,", 1)[1]).decode()
-    assert embedded == (tiny_run / "results/summary/summary.md").read_text()
-    assert "| digits | rt | rt | logit | bptt | 2 |" in embedded
-    assert {"results/plots/accuracy_energy.png", "results/plots/firing_rates.png",
-            "results/plots/training_curves.png"} <= set(results)
+    table = results["results/summary/summary.html"]  # an HTML table the report shows inline
+    embedded = base64.b64decode(table["data_uri"].split("base64,", 1)[1]).decode()
+    assert embedded == (tiny_run / "results/summary/summary.html").read_text()
+    assert "<td class=t>digits</td><td class=t>rt</td><td class=t>rt</td><td class=t>logit</td>" in embedded
+    figures = {f"results/plots/{n}.png" for n in ("accuracy_bars", "accuracy_T", "accuracy_energy", "firing_rates",
+                                                  "training_curves", "noise", "export_agreement", "resources")}
+    assert figures <= set(results)
