@@ -10,6 +10,9 @@ outputs ``y_t`` (logits ``= mean_t y_t``) and the spikes of every neuron node:
   spike if ``v > v_threshold``; then ``v = v_reset``);
 * **third party**: spikingjelly's ``import_from_nir`` (installed only with the test extra).
 
+Two more peer readers are checked in tests/test_nir_peers.py, so three third-party tools read
+our graphs: spikingjelly, norse (``norse.torch.from_nir``) and sinabs (``sinabs.from_nir``).
+
 Agreement = fraction of equal spikes per neuron layer, ``max |logits - logits_ref|`` and
 the fraction of samples whose predicted class agrees.
 """

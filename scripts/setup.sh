@@ -3,13 +3,13 @@
 # the pipeline and its tests need.  Idempotent: a stamp of the dependency files' hash
 # skips the pip steps when nothing changed.
 #
-#   bash scripts/setup.sh            # product + tests + Lava + NIR test reader
+#   bash scripts/setup.sh            # product + tests + Lava + NIR test readers (+ sinabs)
 #   SNNKD_EXTRAS=test,bench bash scripts/setup.sh   # choose extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${SNNKD_VENV:-.venv}
-EXTRAS=${SNNKD_EXTRAS:-test,lava,nirtest}
+EXTRAS=${SNNKD_EXTRAS:-test,lava,nirtest,sinabs}
 
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "snnkd needs Python >= 3.11")'
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
@@ -25,6 +25,12 @@ if [ ! -f "$stamp" ]; then
     # metadata's pins; their real dependencies come from the `lava` extra above.
     "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps --ignore-requires-python \
       lava-nc==0.10.0 lava-dl==0.6.0
+  fi
+  if [[ ",$EXTRAS," == *",sinabs,"* ]]; then
+    # sinabs 3.1 declares nir<=1.0.4 and the proprietary samna (a normal install downgrades
+    # nirtorch to 2.0.2 and breaks norse's and sinabs' import of our graphs); its NIR reader
+    # needs neither, so no deps: its real ones come from the `sinabs` extra above.
+    "$VENV/bin/python" -m pip install -q -c constraints.txt --no-deps sinabs==3.1.3
   fi
   rm -f "$VENV"/.snnkd-setup-*
   touch "$stamp"
