@@ -1,8 +1,6 @@
 """Helpers shared by the report's figure scripts (plots.py, plots_runs.py): saving, labels,
 panel grids, and the "no data for this grid" figure that keeps every declared output present."""
 
-from __future__ import annotations
-
 import math
 from pathlib import Path
 

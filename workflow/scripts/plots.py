@@ -9,8 +9,6 @@ Runs under Snakemake (``script:``) or by hand: ``python plots.py records.json OU
 (records as built in workflow/rules/common.smk).
 """
 
-from __future__ import annotations
-
 import json
 import statistics
 import sys
@@ -205,11 +203,12 @@ def main(records: list[dict], energy: str, rates: str, curves: str, acc_T: str |
 if "snakemake" in globals():
     sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (injected by Snakemake)
     out = snakemake.output  # noqa: F821
-    main(snakemake.params.records, out.energy, out.rates, out.curves, out.accuracy_T, out.bars)  # noqa: F821
+    records = snakemake.params.records  # noqa: F821
+    main(records, out.accuracy_energy, out.firing_rates, out.training_curves, out.accuracy_T, out.accuracy_bars)
     import plots_runs  # noqa: E402
 
     plots_runs.main(snakemake.params.records, snakemake.params.exports, snakemake.params.benchmarks,  # noqa: F821
-                    out.noise, out.export, out.resources)
+                    out.noise, out.export_agreement, out.resources)
 elif __name__ == "__main__":
     if len(sys.argv) != 3:
         sys.exit("usage: plots.py RECORDS.json OUTDIR")

@@ -7,8 +7,6 @@ student (NIR, ONNX, Lava), and time and peak memory per job from Snakemake's ben
 Called from plots.py under Snakemake, or by hand through :func:`main`.
 """
 
-from __future__ import annotations
-
 import csv
 import statistics
 import sys

@@ -6,8 +6,6 @@ Runs under Snakemake (``script:``) or by hand:
 ``python summary_html.py records.json summary.html [config.yaml papers.html]``.
 """
 
-from __future__ import annotations
-
 import html
 import sys
 from pathlib import Path
