@@ -112,6 +112,9 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--state", type=Path, default=None,
                    help="resumable training state (default: OUT/train_state.pt); removed after success")
     g.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")
+    g.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files to OUT/tensorboard/ each epoch (every loss term, "
+                        "accuracies, learning rate, firing rate per layer)")
     g.add_argument("--no-decay-norm-bias", action="store_true",
                    help="no weight decay on BatchNorm parameters and biases (as the rate-based reference code)")
 

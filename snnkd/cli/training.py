@@ -84,7 +84,8 @@ def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet
     check_precision(a.precision, device)
     cfg = fit_config(a, trainer)
     cfg.identity = run_identity(a, meta)
-    history = fit(student, teacher, method, train, val, cfg, state, out / "metrics.jsonl", device)
+    history = fit(student, teacher, method, train, val, cfg, state, out / "metrics.jsonl", device,
+                  tensorboard=out / "tensorboard" if getattr(a, "tensorboard", False) else None)
     if not distributed.current().is_main:  # only rank 0 evaluates and writes the outputs
         distributed.teardown()
         return {}

@@ -36,6 +36,7 @@ from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
 from snnkd.train import distributed
+from snnkd.train.tensorboard import layer_rates, write_events
 from snnkd.train.trainers import Precision, get_trainer, use_precision
 
 STATE_FORMAT = "snnkd-train-state/1"
@@ -144,9 +145,12 @@ def evaluate_loader(model: StagedNet, loader: DataLoader, device: torch.device,
 
 
 def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds: Dataset, val_ds: Dataset,
-        cfg: FitConfig, state_path: Path, metrics_path: Path, device: torch.device) -> list[dict]:
+        cfg: FitConfig, state_path: Path, metrics_path: Path, device: torch.device,
+        tensorboard: Path | None = None) -> list[dict]:
     """Train ``student`` (and ``method``'s adapters) for ``cfg.epochs``; resume from
-    ``state_path`` if it holds a complete earlier epoch.  Returns the metric history."""
+    ``state_path`` if it holds a complete earlier epoch.  Returns the metric history.
+    ``tensorboard``: also write the history as TensorBoard events there
+    (:mod:`snnkd.train.tensorboard`), each epoch."""
     step = get_trainer(cfg.trainer)
     if cfg.trainer_options:
         step = functools.partial(step, **cfg.trainer_options)
@@ -159,6 +163,7 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
     prec = Precision(cfg.precision, device)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
     history: list[dict] = []
+    rates: dict[int, dict[str, float]] = {}  # firing rates per epoch, for --tensorboard only
     start = 0
     seed_everything(cfg.seed)
     if state_path.is_file():
@@ -229,6 +234,9 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
             continue
         _save_state(state_path, epoch + 1, student, method, opt, sched, history, cfg, prec)
         io.write_jsonl(metrics_path, history)
+        if tensorboard is not None:
+            rates[epoch + 1] = layer_rates(student, val_loader if len(val_ds) else loader, device)
+            write_events(tensorboard, history, rates)
         val_text = f"val {rec['val_acc']:.2f}%" if has_val else "no val"
         print(f"epoch {epoch + 1}/{cfg.epochs} loss {rec['train_loss']:.4f} train {rec['train_acc']:.2f}% "
               f"{val_text} ({rec['time_s']:.1f}s, ETA {eta(history, cfg.epochs)})", file=sys.stderr, flush=True)
