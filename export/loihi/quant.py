@@ -120,28 +120,33 @@ def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
         raise SnnkdError("a Loihi network needs exactly one input and one output node")
     in_shape = tuple(int(v) for v in graph.nodes[inputs[0]].input_type["input"])
 
-    def source(name: str) -> tuple[str, bool, list[Pool]]:
-        """Walk back from a synapse node: (source layer or 'input', flattened, the average
-        poolings passed on the way, nearest first)."""
-        flat, pools, node = False, [], name
-        while True:
-            if len(preds[node]) != 1:
-                raise SnnkdError(f"node {node} has {len(preds[node])} inputs; Loihi export expects one")
-            src = preds[node][0]
-            n = graph.nodes[src]
-            if isinstance(n, (nir.IF, nir.LIF)):
-                return src, flat, pools
-            if isinstance(n, nir.Input):
-                return "input", flat, pools
-            if isinstance(n, nir.Flatten):
-                flat = True
-            elif isinstance(n, nir.AvgPool2d):
-                if np.any(np.asarray(n.padding) != 0):
-                    raise SnnkdError(f"pooling {src} with padding is not supported on Loihi")
-                pools.append(Pool(src, _pair(n.kernel_size), _pair(n.stride)))
-            else:
-                raise SnnkdError(f"node {src} ({type(n).__name__}) between layers is not supported on Loihi")
-            node = src
+    def sources(name: str) -> list[tuple[str, bool, list[Pool]]]:
+        """Walk back from a synapse node to the neuron layers (or 'input') it reads: one
+        (source, flattened, average poolings passed, nearest first) per path.  A node with
+        several inputs sums them (a spike-element-wise residual join, SEW-ResNet's ADD):
+        ``W (s_1 + s_2) = W s_1 + W s_2``, so every path becomes a synapse of its own."""
+
+        def walk(node: str, flat: bool, pools: tuple[Pool, ...]) -> list[tuple[str, bool, list[Pool]]]:
+            if not preds[node]:
+                raise SnnkdError(f"node {node} has no input; Loihi export expects one")
+            found = []
+            for src in preds[node]:
+                n = graph.nodes[src]
+                if isinstance(n, (nir.IF, nir.LIF)):
+                    found.append((src, flat, list(pools)))
+                elif isinstance(n, nir.Input):
+                    found.append(("input", flat, list(pools)))
+                elif isinstance(n, nir.Flatten):
+                    found += walk(src, True, pools)
+                elif isinstance(n, nir.AvgPool2d):
+                    if np.any(np.asarray(n.padding) != 0):
+                        raise SnnkdError(f"pooling {src} with padding is not supported on Loihi")
+                    found += walk(src, flat, (*pools, Pool(src, _pair(n.kernel_size), _pair(n.stride))))
+                else:
+                    raise SnnkdError(f"node {src} ({type(n).__name__}) between layers is not supported on Loihi")
+            return found
+
+        return walk(name, False, ())
 
     shapes: dict[str, tuple[int, ...]] = {"input": in_shape}
     layers: list[Layer] = []
@@ -167,7 +172,7 @@ def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
                     eye = np.eye(c)[:, :, None, None] if len(shape) == 3 else np.eye(c)
                     layer.synapses.append(Synapse(syn_name, "conv" if len(shape) == 3 else "dense", eye))
                 else:
-                    layer.synapses.append(_synapse(graph, syn_name, source, shapes, layer))
+                    layer.synapses += _synapses(graph, syn_name, sources, shapes, layer)
             layers.append(layer)
             shapes[name] = shape
         elif isinstance(node, nir.Output):
@@ -176,16 +181,22 @@ def from_nir(graph: nir.NIRGraph, T: int) -> LoihiNet:
                 raise SnnkdError("the output must be read from a linear layer")
             k = int(graph.nodes[fc].weight.shape[0])
             layer = Layer("output", (k,), "out", float("inf"), 1.0, np.zeros(k, np.float64))
-            layer.synapses.append(_synapse(graph, fc, source, shapes, layer))
+            layer.synapses += _synapses(graph, fc, sources, shapes, layer)
             layers.append(layer)
     net = LoihiNet(layers, in_shape, T)
     _set_depths(net)
     return net
 
 
-def _synapse(graph, name, source, shapes, layer: Layer) -> Synapse:
-    n = graph.nodes[name]
-    src, flat, pools = source(name)
+def _synapses(graph, name, sources, shapes, layer: Layer) -> list[Synapse]:
+    """The synapses of NIR node ``name`` (one per source path) into ``layer``; its bias once."""
+    syns = [_synapse(graph.nodes[name], name, path, shapes) for path in sources(name)]
+    layer.bias += np.asarray(graph.nodes[name].bias, np.float64)
+    return syns
+
+
+def _synapse(n, name: str, path: tuple[str, bool, list[Pool]], shapes) -> Synapse:
+    src, flat, pools = path
     if isinstance(n, nir.Conv2d):
         if flat:
             raise SnnkdError(f"{name}: a flattened input cannot feed a convolution on Loihi")
@@ -207,7 +218,6 @@ def _synapse(graph, name, source, shapes, layer: Layer) -> Synapse:
         syn = Synapse(src, "dense", w, flatten=flat or len(src_shape) > 1)
     else:
         raise SnnkdError(f"{name} ({type(n).__name__}) cannot feed neurons on Loihi")
-    layer.bias += np.asarray(n.bias, np.float64)
     return syn
 
 
