@@ -30,7 +30,10 @@ def bar(iterable: Iterable[T], desc: str, show: bool, total: int | None = None, 
     if not show:
         return iter(iterable)
     from tqdm import tqdm
-    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, file=sys.stderr, bar_format=BAR_FORMAT))
+    # redrawn after every item (mininterval 0): these loops have few, slow items (batches), and
+    # tqdm's default 0.1 s minimum would show no estimate at all for a run of a few batches
+    return iter(tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, file=sys.stderr, bar_format=BAR_FORMAT,
+                     mininterval=0, miniters=1))
 
 
 class Steps:
