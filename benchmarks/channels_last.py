@@ -20,7 +20,6 @@ and has no option for it.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_step import _data, _set_T, _setup, _train_step  # noqa: E402  (the same step as train_step.py)
+from train_step import _data, _set_T, _setup, _train_step, interleaved_times, step_parser  # noqa: E402  (the same step as train_step.py)
 
 FORMATS = ("contiguous", "channels_last")
 
@@ -52,14 +51,7 @@ def stem_format(net, x) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="resnet18")
-    ap.add_argument("--T", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median)")
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    a = ap.parse_args()
+    a = step_parser(__doc__, "--model", default="resnet18").parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
@@ -78,15 +70,9 @@ def main() -> None:
     for fmt in FORMATS:
         print(f"  {fmt}: first convolution's output is {stem_format(setups[fmt][0], inputs[fmt])}")
     configs = [(fmt, pr) for pr in a.precision for fmt in FORMATS]
-    times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
     t_start = time.time()
-    for rep in range(1 + a.steps):  # one warm-up round
-        for fmt, pr in (configs if rep % 2 == 0 else configs[::-1]):
-            t0 = time.perf_counter()
-            _train_step(setups[fmt], inputs[fmt], y, pr)
-            if rep:
-                times[(fmt, pr)].append(time.perf_counter() - t0)
-        print(f"  round {rep + 1}/{1 + a.steps} ({time.time() - t_start:.0f}s)", file=sys.stderr, flush=True)
+    times, _ = interleaved_times(configs, a.steps, lambda fmt, pr: _train_step(setups[fmt], inputs[fmt], y, pr),
+                                 lambda rep: f"  round {rep + 1}/{1 + a.steps} ({time.time() - t_start:.0f}s)")
     med = {c: statistics.median(v) for c, v in times.items()}
     print(f"\n| precision | memory format | step ms (median of {a.steps}) | samples/s | speed-up vs contiguous |")
     print("|---|---|---:|---:|---:|")

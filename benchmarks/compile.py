@@ -23,29 +23,20 @@ graph, so inductor gains nothing it could keep; snnkd therefore has no ``--compi
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_step import _data, _setup, _train_step  # noqa: E402  (the same step as train_step.py)
+from train_step import _data, _setup, _train_step, interleaved_times, step_parser  # noqa: E402  (the same step as train_step.py)
 
 MODES = ("eager", "compiled")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["resnet_tiny", "resnet18"])
-    ap.add_argument("--T", type=int, default=4)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median)")
-    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    a = ap.parse_args()
+    a = step_parser(__doc__, "--models", nargs="+", default=["resnet_tiny", "resnet18"]).parse_args()
     import torch
 
     torch.set_num_threads(a.threads)
@@ -59,17 +50,10 @@ def main() -> None:
             net, method, step_fn, opt = _setup({"model": model, "neuron": "if"}, "bptt", a.T)
             setups[mode] = (torch.compile(net) if mode == "compiled" else net, method, step_fn, opt)
         configs = [(mode, pr) for pr in a.precision for mode in MODES]
-        times: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
-        warm: dict[tuple[str, str], float] = {}
-        for rep in range(1 + a.steps):  # the first round compiles (one graph per precision)
-            for mode, pr in (configs if rep % 2 == 0 else configs[::-1]):
-                t0 = time.perf_counter()
-                _train_step(setups[mode], x, y, pr)
-                if rep:
-                    times[(mode, pr)].append(time.perf_counter() - t0)
-                else:
-                    warm[(mode, pr)] = time.perf_counter() - t0
-            print(f"  {model} round {rep + 1}/{1 + a.steps}", file=sys.stderr, flush=True)
+        # the warm-up round compiles (one graph per precision)
+        times, warm = interleaved_times(configs, a.steps,
+                                        lambda mode, pr, setups=setups: _train_step(setups[mode], x, y, pr),
+                                        lambda rep, model=model: f"  {model} round {rep + 1}/{1 + a.steps}")
         for mode, pr in configs:
             med = statistics.median(times[(mode, pr)])
             rows.append((model, pr, mode, med, warm[(mode, pr)], statistics.median(times[("eager", pr)]) / med))

@@ -39,6 +39,41 @@ import time
 FRAMEWORKS = ("ann", "bptt", "rate", "sj", "snntorch")
 
 
+# --------------------------------------------------------------------------- shared by the A/B benchmarks
+def step_parser(doc: str | None, *model_flags: str, **model_option) -> argparse.ArgumentParser:
+    """The command line of a one-process A/B step benchmark (``channels_last.py``,
+    ``compile.py``): the model option (``model_flags``, ``model_option`` as for
+    ``add_argument``), then ``--T``, ``--batch``, ``--threads``, ``--steps`` and ``--precision``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(*model_flags, **model_option)
+    ap.add_argument("--T", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median)")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    return ap
+
+
+def interleaved_times(configs: list[tuple], steps: int, step, progress) -> tuple[dict, dict]:
+    """Time ``step(*config)`` for every configuration: one untimed warm-up round, then
+    ``steps`` timed rounds, a step of each configuration in turn with the order alternating
+    (load changes on a shared machine hit all alike).  After each round ``progress(round)``
+    (0 = warm-up) gives the line printed to stderr.  Returns ``({config: [seconds of each
+    timed step]}, {config: seconds of its warm-up step})``."""
+    times: dict[tuple, list[float]] = {c: [] for c in configs}
+    warm: dict[tuple, float] = {}
+    for rep in range(1 + steps):
+        for c in (configs if rep % 2 == 0 else configs[::-1]):
+            t0 = time.perf_counter()
+            step(*c)
+            if rep:
+                times[c].append(time.perf_counter() - t0)
+            else:
+                warm[c] = time.perf_counter() - t0
+        print(progress(rep), file=sys.stderr, flush=True)
+    return times, warm
+
+
 # --------------------------------------------------------------------------- worker
 def _peer_act(fw: str, neuron: str, T: int):
     """Factory for spikingjelly / snntorch neurons in our folded ``[T*B, ...]`` layout
