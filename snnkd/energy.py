@@ -140,18 +140,20 @@ def price(counts: Counts, target: dict) -> dict[str, Any]:
     the energy per weight layer."""
     mac_pj, ac_pj, nu_pj = _figures(target)
     model = target.get("model", "digital")
-    nu = counts.neuron_updates
-    if model == "event_driven":
-        if not counts.spiking:
-            return {"model": model, "total_pj": None, "synaptic_pj": None, "mac_pj": None, "neuron_pj": None,
-                    "per_layer_pj": {n: None for n in counts.layers},
-                    "note": "an ANN does not run on an event-driven target"}
-        nu += counts.output_neurons
-        per_layer = {n: r.events * ac_pj for n, r in counts.layers.items()}
-        syn, mac = counts.events * ac_pj, 0.0
-    else:
-        per_layer = {n: r.synops * ac_pj + r.macs * mac_pj for n, r in counts.layers.items()}
-        syn, mac = counts.synops * ac_pj, counts.macs * mac_pj
+    event = model == "event_driven"
+    if event and not counts.spiking:
+        return {"model": model, "total_pj": None, "synaptic_pj": None, "mac_pj": None, "neuron_pj": None,
+                "per_layer_pj": {n: None for n in counts.layers},
+                "note": "an ANN does not run on an event-driven target"}
+
+    def cost(c: Counts | LayerCounts) -> tuple[float, float]:
+        """(synaptic, MAC) pJ of a layer's or the whole model's counts: an event-driven chip
+        accumulates once per synaptic event and multiplies nothing."""
+        return (c.events * ac_pj, 0.0) if event else (c.synops * ac_pj, c.macs * mac_pj)
+
+    per_layer = {n: sum(cost(r)) for n, r in counts.layers.items()}
+    syn, mac = cost(counts)
+    nu = counts.neuron_updates + (counts.output_neurons if event else 0)
     return {"model": model, "total_pj": syn + mac + nu * nu_pj, "synaptic_pj": syn, "mac_pj": mac,
             "neuron_pj": nu * nu_pj, "per_layer_pj": per_layer}
 
