@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from snnkd import io
 from snnkd.errors import SnnkdError
+from snnkd.inmemory import InMemoryImages, split_transform
 from snnkd.registry import Registry
 
 Splits = tuple[Dataset, Dataset, Dataset]
@@ -81,6 +82,15 @@ class DigitsDataset(Dataset):
             x = self.transform(x)
         return x, int(self.targets[i])
 
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """One batch at once (the transform is element-wise: normalisation only)."""
+        per_sample, batched = split_transform(self.transform)
+        if per_sample is not None:
+            return [self[i] for i in indices]
+        idx = torch.as_tensor(list(indices), dtype=torch.long)
+        x = self.data[idx] if batched is None else batched(self.data[idx])
+        return list(zip(x.unbind(0), self.targets[idx].tolist(), strict=True))
+
 
 def build_transforms(info: DatasetInfo, train: bool, normalize: bool = True, autoaugment: bool = False,
                      cutout: bool = False) -> v2.Compose:
@@ -121,13 +131,16 @@ def _fashion_from_debian(root: Path) -> None:
 
 
 def _torchvision(cls: Callable[..., Dataset], prepare: Callable[[Path], None] | None = None) -> SplitFn:
-    """The splits of a torchvision dataset class taking ``train=``."""
+    """The splits of a torchvision dataset class taking ``train=``: torchvision reads and
+    checks the files; the images are then handed out a batch at a time from one uint8
+    tensor (:class:`snnkd.inmemory.InMemoryImages`, bit-identical values, no PIL)."""
     def splits(root: Path, t_train: Callable, t_test: Callable, download: bool) -> Splits:
         if prepare is not None:
             prepare(root)
-        return (cls(root, train=True, transform=t_train, download=download),
-                cls(root, train=True, transform=t_test, download=download),
-                cls(root, train=False, transform=t_test, download=download))
+        train = cls(root, train=True, download=download)
+        test = cls(root, train=False, download=download)
+        return (InMemoryImages.from_torchvision(train, t_train), InMemoryImages.from_torchvision(train, t_test),
+                InMemoryImages.from_torchvision(test, t_test))
     return splits
 
 
