@@ -88,8 +88,38 @@ def test_comparison_puts_mean_over_seeds_beside_the_paper(tmp_path: Path) -> Non
     assert rows["accuracy"]["ours"] == 85.0 and rows["accuracy"]["paper"] == 85.0 and rows["accuracy"]["seeds"] == 2
     assert rows["noise rotation"]["ours"] == 61.0 and rows["noise rotation"]["paper"] == 70.0
     assert rows["teacher accuracy"]["ours"] == 91.0 and rows["teacher accuracy"]["paper"] == 90.0
+    assert rows["accuracy"]["per_seed"] == {0: 84.0, 1: 86.0} and rows["accuracy"]["vs_baseline"] is None
     md = to_markdown(list(rows.values()))
-    assert "| 85.00 ± 1.41 (n=2) | 85.00 | P Tab. 1 |" in md
+    assert "| 85.00 ± 1.41 (n=2) | 85.00 | - | - | 0: 84.00, 1: 86.00 | P Tab. 1 |" in md
+
+
+def test_kd_rows_are_tested_against_the_baseline_paired_by_seed(tmp_path: Path) -> None:
+    """Differences pair runs of the same seed (any teacher for the baseline); the p-value is
+    the two-sided paired t-test, recomputed here from its definition."""
+    import math
+
+    from scipy.stats import t as student_t
+
+    run = {"dataset": "d", "student": "s", "trainer": "bptt", "T": 4}
+    kd = [81.0, 83.5, 82.0, 80.0]
+    base = [80.0, 81.0, 81.5, 77.0]  # seed 4 has no KD run: unpaired, left out
+    recs = []
+    for i, (method, teacher, accs) in enumerate([("logit", "t1", kd), ("none", "none", base + [99.0])]):
+        for seed, acc in enumerate(accs):
+            path = tmp_path / f"{i}_{seed}.json"
+            path.write_text(json.dumps({"accuracy": acc}))
+            recs.append({**run, "method": method, "teacher": teacher, "seed": seed, "eval": str(path)})
+    cfg = {**CFG, "methods": {"none": {"kind": "none"}, "logit": {"kind": "logit"}}}
+    rows = {(r["method"], r["measure"]): r for r in comparison(cfg, recs)}
+    d = [a - b for a, b in zip(kd, base, strict=True)]
+    mean_d = sum(d) / 4
+    sd = math.sqrt(sum((x - mean_d) ** 2 for x in d) / 3)
+    p = 2 * student_t.sf(abs(mean_d / (sd / 2)), df=3)
+    logit = rows[("logit", "accuracy")]
+    assert logit["pairs"] == 4 and logit["vs_baseline"] == pytest.approx(1.75)
+    assert logit["p_value"] == pytest.approx(p, rel=1e-9) and 0.05 < p < 0.2
+    assert rows[("none", "accuracy")]["p_value"] is None and rows[("none", "accuracy")]["seeds"] == 5
+    assert "| +1.75 (n=4) | " + f"{p:.3g}" + " |" in to_markdown([logit])
 
 
 def test_summarise_prints_paper_figures_beside_ours(tmp_path: Path) -> None:
@@ -107,4 +137,4 @@ def test_summarise_prints_paper_figures_beside_ours(tmp_path: Path) -> None:
     head, row = [line.split("\t") for line in tsv.read_text().splitlines()]
     assert dict(zip(head, row))["paper_accuracy"] == "85"
     text = md.read_text()
-    assert "## Beside the papers" in text and "| noise rotation | 61.00 | 70.00 | P Tab. 1 |" in text
+    assert "## Beside the papers" in text and "| noise rotation | 61.00 | 70.00 | - | - | 0: 61.00 | P Tab. 1 |" in text

@@ -53,15 +53,10 @@ def summary_table(rows: list[dict]) -> str:
 
 def paper_table(config: dict, records: list[dict]) -> str:
     """Our figures beside the papers' (snnkd.paper.comparison), one row per group and measure."""
-    from snnkd.paper import GROUP, comparison
+    from snnkd.paper import GROUP, HEAD, cells, comparison
 
-    body = []
-    for r in comparison(config, records):
-        ours = "-" if r["ours"] is None else f"{r['ours']:.2f}" + (f" ± {r['ours_std']:.2f} (n={r['seeds']})"
-                                                                   if r["seeds"] > 1 else "")
-        body.append([*(r[k] for k in GROUP), r["measure"], ours, "-" if r["paper"] is None else f"{r['paper']:.2f}",
-                     r["source"] or "-"])
-    return html_table([*GROUP, "measure", "ours (%)", "paper (%)", "source"], body, text_cols=len(GROUP) + 1)
+    body = [[*(r[k] for k in GROUP), *cells(r)] for r in comparison(config, records)]
+    return html_table([*GROUP, *HEAD], body, text_cols=len(GROUP) + 1)
 
 
 def has_paper(config: dict | None) -> bool:
