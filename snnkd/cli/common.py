@@ -77,9 +77,26 @@ def device_name(s: str) -> str:
     return s
 
 
-def add_config_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="YAML file of option values (keys: option names with '_'); "
+def add_config_option(p: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--config FILE.yaml``; ``help`` replaces the long help text (the model-reading commands
+    give the short one)."""
+    p.add_argument("--config", type=Path, help=help or "YAML file of option values (keys: option names with '_'); "
                    "command-line options override it")
+
+
+def add_model_data_options(p: argparse.ArgumentParser, limit_test: str | None = None) -> None:
+    """``--data-root`` and ``--download`` of the commands that read a saved model's dataset (the
+    dataset's name comes from the model, so there is no ``--dataset``); with ``limit_test`` (its
+    help text) also ``--limit-test``, a fixed subset of the test split."""
+    p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live")
+    p.add_argument("--download", action="store_true", help="download the dataset if absent")
+    if limit_test is not None:
+        p.add_argument("--limit-test", type=positive_int, default=None, help=limit_test)
+
+
+def add_seed_option(p: argparse.ArgumentParser, help: str = "seed for stochastic encodings") -> None:
+    """``--seed`` (default 0) of the commands that run a saved model."""
+    p.add_argument("--seed", type=int, default=0, help=help)
 
 
 def add_data_options(p: argparse.ArgumentParser, dataset_required: bool = True) -> None:

@@ -11,7 +11,14 @@ import argparse
 from pathlib import Path
 
 from snnkd import io
-from snnkd.cli.common import add_config_option, positive_float, positive_int, resolved
+from snnkd.cli.common import (
+    add_config_option,
+    add_model_data_options,
+    add_seed_option,
+    positive_float,
+    positive_int,
+    resolved,
+)
 from snnkd.cli.formatting import examples
 from snnkd.errors import SnnkdError
 from snnkd.paths import check_paths
@@ -34,9 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="calibration batch size")
     p.add_argument("--percentile", type=positive_float, default=99.9,
                    help="percentile of the non-zero activations taken as each site's scale (0, 100]")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live")
-    p.add_argument("--download", action="store_true", help="download the dataset if absent")
-    p.add_argument("--seed", type=int, default=0, help="seed of the calibration samples")
+    add_model_data_options(p)
+    add_seed_option(p, "seed of the calibration samples")
     p.set_defaults(func=run, subparser=p)
 
 

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from snnkd import io
 from snnkd.cli import progress
-from snnkd.cli.common import positive_float, positive_int, resolved
+from snnkd.cli.common import (
+    add_config_option,
+    add_model_data_options,
+    add_seed_option,
+    positive_float,
+    positive_int,
+    resolved,
+)
 from snnkd.cli.formatting import examples
 from snnkd.cli.inputs import model_inputs
 from snnkd.errors import SnnkdError
@@ -35,15 +42,13 @@ def add_parser(sub) -> None:
                                        "snnkd export --model runs/logit/model.pt --to onnx --out runs/logit/model.onnx",
                                        "snnkd export --model runs/logit/model.pt --to lava --limit-test 100 "
                                        "--out runs/logit/lava"))
-    p.add_argument("--config", type=Path, help="YAML file of option values")
+    add_config_option(p, "YAML file of option values")
     p.add_argument("--model", type=Path, default=None, help="model.pt from distill (or pretrain, for onnx)")
     p.add_argument("--to", choices=TARGETS, default=None, help="target format")
     p.add_argument("--out", type=Path, default=None, help="output file (nir, onnx) or directory (lava)")
     p.add_argument("--report", type=Path, default=None, help="verification report JSON (default: OUT + .json)")
-    p.add_argument("--data-root", type=Path, default=Path("data"), help="where datasets live")
-    p.add_argument("--download", action="store_true", help="download the dataset if absent")
-    p.add_argument("--limit-test", type=positive_int, default=None,
-                   help="verify on a fixed subset of this many test samples (default: all; lava: 100)")
+    add_model_data_options(p, limit_test="verify on a fixed subset of this many test samples "
+                                          "(default: all; lava: 100)")
     p.add_argument("--dt", type=positive_float, default=1e-4, help="nir: seconds per time step in the graph")
     p.add_argument("--no-third-party", action="store_true", help="nir: skip the spikingjelly re-import")
     p.add_argument("--atol", type=positive_float, default=1e-4, help="onnx: tolerance on |onnxruntime - torch|")
@@ -55,7 +60,7 @@ def add_parser(sub) -> None:
     p.add_argument("--timeout", type=positive_int, default=600, help="lava: seconds before the Lava run is stopped")
     p.add_argument("--no-whole-test-set", action="store_true",
                    help="lava: skip the bit-exact emulator run on every test sample (Lava runs on --limit-test)")
-    p.add_argument("--seed", type=int, default=0, help="seed for stochastic encodings")
+    add_seed_option(p)
     progress.add_progress_option(p)
     p.set_defaults(func=run, subparser=p)
 
