@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from mnist_files import write_mnist_idx
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets as tvd
 from torchvision.transforms import v2
@@ -16,20 +15,8 @@ from snnkd.data import build_datasets, build_transforms, dataset_info
 from snnkd.inmemory import InMemoryImages, split_transform
 
 
-def _write_idx(root: Path, n_train: int = 300, n_test: int = 100) -> None:
-    """MNIST's raw IDX files (the layout torchvision reads) with random pixels."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        img = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        lab = rng.integers(0, 10, n, dtype=np.uint8)
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + img.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + lab.tobytes())
-
-
 def test_mnist_batches_equal_torchvision_per_sample_path(tmp_path: Path) -> None:
-    _write_idx(tmp_path)
+    write_mnist_idx(tmp_path)
     train, val, test = build_datasets("mnist", tmp_path, val_fraction=0.1)
     info = dataset_info("mnist")
     ref_train = tvd.MNIST(tmp_path, train=True, transform=build_transforms(info, True))
