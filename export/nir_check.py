@@ -34,6 +34,7 @@ from snnkd import safeload
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet
 from snnkd.neurons import SpikingNeuron, reset_net
+from snnkd.safeload import check_same_shape, checked_array
 
 # What snnkd's exporter writes and its re-import, energy count and Loihi build can run.
 RUNNABLE_NODES = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.IF, nir.LIF, nir.AvgPool2d, nir.Flatten)
@@ -41,22 +42,13 @@ RUNNABLE_NODES = (nir.Input, nir.Output, nir.Conv2d, nir.Affine, nir.IF, nir.LIF
 
 def read_nir(path: str | Path) -> nir.NIRGraph:
     """``nir.read`` with one clear error for a missing, truncated or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SnnkdError(f"NIR file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise SnnkdError(f"{path} is not a NIR file (not HDF5; truncated or foreign)")
-    try:
+    path = safeload.check_hdf5_path(path, "NIR", "a NIR file")
+    with safeload.unreadable_as(path, "NIR graph"):  # h5py/nir raise many types on damaged files
         with h5py.File(path, "r") as f:
             if "node" not in f:
                 raise SnnkdError(f"{path} is an HDF5 file but not a NIR graph (no 'node' group)")
         safeload.check_hdf5(path)  # declared shapes and dtypes, before nir.read allocates anything
         graph = nir.read(str(path))
-    except SnnkdError:
-        raise
-    except Exception as e:  # h5py/nir raise many types on damaged files
-        raise SnnkdError(f"{path} is not a readable NIR graph (truncated or foreign): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     if not isinstance(graph, nir.NIRGraph) or not graph.nodes:
         raise SnnkdError(f"{path} holds no NIR graph")
     unsupported = sorted({type(n).__name__ for n in graph.nodes.values() if type(n) not in RUNNABLE_NODES})
@@ -67,33 +59,7 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
     return graph
 
 
-MAX_NODE_ELEMENTS = 10**8
-
-
-def _array(v: object, where: str, ndims: tuple[int, ...], integer: bool = False, low: float | None = None,
-           strict: bool = False) -> np.ndarray:
-    """``v`` as a finite real array with one of ``ndims`` dimensions (and values above ``low``)."""
-    try:
-        a = np.asarray(v)
-    except Exception:  # ragged or exotic objects
-        raise SnnkdError(f"{where} is not a numeric array") from None
-    if a.dtype.kind not in ("biu" if integer else "biuf") or a.dtype.kind == "b" and not integer:
-        raise SnnkdError(f"{where} must be {'integer' if integer else 'real'}, not {a.dtype}")
-    if a.ndim not in ndims:
-        raise SnnkdError(f"{where} must have {' or '.join(map(str, ndims))} dimensions, not {a.ndim}")
-    if a.size > MAX_NODE_ELEMENTS:
-        raise SnnkdError(f"{where} has {a.size} elements (limit {MAX_NODE_ELEMENTS})")
-    if not np.isfinite(a).all():
-        raise SnnkdError(f"{where} has {int((~np.isfinite(a)).sum())} non-finite values")
-    if low is not None and a.size and (a.min() <= low if strict else a.min() < low):
-        raise SnnkdError(f"{where} must be {'>' if strict else '>='} {low}")
-    return a
-
-
-def _same_shape(where: str, **arrays: np.ndarray) -> None:
-    shapes = {k: a.shape for k, a in arrays.items()}
-    if len(set(shapes.values())) > 1:
-        raise SnnkdError(f"{where}: parameter shapes differ: {shapes}")
+MAX_NODE_ELEMENTS = safeload.MAX_ARRAY_ELEMENTS
 
 
 def check_node(name: str, node: nir.NIRNode, path: object) -> None:
@@ -102,39 +68,39 @@ def check_node(name: str, node: nir.NIRNode, path: object) -> None:
     if isinstance(node, (nir.Input, nir.Output)):
         types = node.input_type if isinstance(node, nir.Input) else node.output_type
         for v in types.values():
-            shape = _array(v, f"{w} shape", (1,), integer=True, low=1)
+            shape = checked_array(v, f"{w} shape", (1,), integer=True, low=1)
             if not 1 <= shape.size <= 3 or int(np.prod(shape, dtype=object)) > MAX_NODE_ELEMENTS:
                 raise SnnkdError(f"{w} has an unusable shape {shape.tolist()}")
     elif isinstance(node, nir.Conv2d):
-        weight = _array(node.weight, f"{w} weight", (4,))
-        _array(node.bias, f"{w} bias", (0, 1))
+        weight = checked_array(node.weight, f"{w} weight", (4,))
+        checked_array(node.bias, f"{w} bias", (0, 1))
         if np.ndim(node.bias) == 1 and np.shape(node.bias)[0] != weight.shape[0]:
             raise SnnkdError(f"{w}: bias has {np.shape(node.bias)[0]} values for {weight.shape[0]} channels")
         for k, low in (("stride", 1), ("dilation", 1), ("padding", 0)):
-            if np.size(_array(getattr(node, k), f"{w} {k}", (0, 1), integer=True, low=low)) not in (1, 2):
+            if np.size(checked_array(getattr(node, k), f"{w} {k}", (0, 1), integer=True, low=low)) not in (1, 2):
                 raise SnnkdError(f"{w} {k} must have one or two values")
-        groups = int(_array(node.groups, f"{w} groups", (0,), integer=True, low=1))
+        groups = int(checked_array(node.groups, f"{w} groups", (0,), integer=True, low=1))
         if weight.shape[0] % groups:
             raise SnnkdError(f"{w}: {weight.shape[0]} output channels do not divide into {groups} groups")
         if node.input_shape is not None:
-            _array(node.input_shape, f"{w} input_shape", (1,), integer=True, low=1)
+            checked_array(node.input_shape, f"{w} input_shape", (1,), integer=True, low=1)
     elif isinstance(node, nir.Affine):
-        weight = _array(node.weight, f"{w} weight", (2,))
-        bias = _array(node.bias, f"{w} bias", (1,))
+        weight = checked_array(node.weight, f"{w} weight", (2,))
+        bias = checked_array(node.bias, f"{w} bias", (1,))
         if bias.shape[0] != weight.shape[0]:
             raise SnnkdError(f"{w}: bias has {bias.shape[0]} values for {weight.shape[0]} outputs")
     elif isinstance(node, (nir.IF, nir.LIF)):
         keys = ("r", "v_threshold", "v_reset") + (("tau", "v_leak") if isinstance(node, nir.LIF) else ())
-        arrays = {k: _array(getattr(node, k), f"{w} {k}", (0, 1, 2, 3),
-                            low=0.0 if k in ("tau", "v_threshold") else None, strict=True) for k in keys}
-        _same_shape(w, **arrays)
+        arrays = {k: checked_array(getattr(node, k), f"{w} {k}", (0, 1, 2, 3),
+                                   low=0.0 if k in ("tau", "v_threshold") else None, strict=True) for k in keys}
+        check_same_shape(w, **arrays)
     elif isinstance(node, nir.AvgPool2d):
         for k, low in (("kernel_size", 1), ("stride", 1), ("padding", 0)):
-            if np.size(_array(getattr(node, k), f"{w} {k}", (0, 1), integer=True, low=low)) not in (1, 2):
+            if np.size(checked_array(getattr(node, k), f"{w} {k}", (0, 1), integer=True, low=low)) not in (1, 2):
                 raise SnnkdError(f"{w} {k} must have one or two values")
     elif isinstance(node, nir.Flatten):
         for k in ("start_dim", "end_dim"):
-            _array(getattr(node, k), f"{w} {k}", (0,), integer=True)
+            checked_array(getattr(node, k), f"{w} {k}", (0,), integer=True)
 
 
 def _check_feed_forward(graph: nir.NIRGraph, path: object) -> None:
@@ -180,7 +146,7 @@ def check_graph(graph: nir.NIRGraph, path: object) -> None:
             raise SnnkdError(f"{path}: edge {edge!r:.80} names a node the graph lacks")
     _check_feed_forward(graph, path)
     if "dt" in graph.metadata:
-        _array(graph.metadata["dt"], f"{path}: metadata dt", (0,), low=0.0, strict=True)
+        checked_array(graph.metadata["dt"], f"{path}: metadata dt", (0,), low=0.0, strict=True)
 
 
 class NirNeuron(nn.Module):

@@ -12,13 +12,18 @@ larger than the file itself, before anything of that size is allocated:
 * HDF5: every dataset's declared size must be stored in the file (no unwritten chunked
   dataset of shape ``(2**20, 2**20)``), gzip-compressed data may expand at most to
   :data:`MAX_HDF5_BYTES` plus :data:`HDF5_RATIO` times the file size, no soft, external or
-  virtual links that would reach outside the file, only plain numeric or string dtypes.
+  virtual links that would reach outside the file, only plain numeric or string dtypes;
+  the readers of ``.nir`` and netx files open them through :func:`check_hdf5_path` and
+  :func:`unreadable_as`, and check each array read from them with :func:`checked_array`
+  (dtype, dimensions, at most :data:`MAX_ARRAY_ELEMENTS`, finite, bounded below).
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ MAX_HDF5_ELEMENTS = 10**9
 MAX_HDF5_BYTES = 64 << 20  # declared bytes allowed beyond HDF5_RATIO x the file size
 HDF5_RATIO = 100
 SAFE_FILTERS = (1, 2, 3)  # H5Z_FILTER_DEFLATE, SHUFFLE, FLETCHER32
+MAX_ARRAY_ELEMENTS = 10**8  # one array read from an HDF5 file (a NIR node's attribute)
 
 
 def _first_line(e: BaseException) -> str:
@@ -236,3 +242,63 @@ def check_hdf5(path: str | os.PathLike) -> None:
                                          f"{path.stat().st_size} bytes can hold (limit {budget})")
                 else:
                     raise SnnkdError(f"{path}: {name!r} is neither a group nor a dataset")
+
+
+def check_hdf5_path(path: str | os.PathLike, kind: str, noun: str) -> Path:
+    """``path`` as an existing HDF5 file, else one error: ``"{kind} file not found: PATH"`` or
+    ``"PATH is not {noun} (not HDF5; truncated or foreign)"`` (e.g. ``kind="NIR"``,
+    ``noun="a NIR file"``).  Its contents are checked by :func:`check_hdf5`."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise SnnkdError(f"{kind} file not found: {path}")
+    if not h5py.is_hdf5(path):
+        raise SnnkdError(f"{path} is not {noun} (not HDF5; truncated or foreign)")
+    return path
+
+
+@contextmanager
+def unreadable_as(path: str | os.PathLike, noun: str) -> Iterator[None]:
+    """Around the reading of an HDF5 file: a :class:`SnnkdError` passes unchanged, any other
+    exception (h5py and its readers raise ``OSError``, ``KeyError``, ``ValueError``... on a
+    damaged file) becomes ``"PATH is not a readable {noun} (truncated or foreign): Type: first line"``."""
+    try:
+        yield
+    except SnnkdError:
+        raise
+    except Exception as e:
+        raise SnnkdError(f"{path} is not a readable {noun} (truncated or foreign): "
+                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
+def checked_array(v: object, where: str, ndims: tuple[int, ...], integer: bool = False, low: float | None = None,
+                  strict: bool = False) -> Any:
+    """``v`` (a value read from an untrusted file) as a finite real ``numpy`` array with one of
+    ``ndims`` dimensions, at most :data:`MAX_ARRAY_ELEMENTS` elements, integer with
+    ``integer``, and all values ``>= low`` (``> low`` with ``strict``); else one
+    :class:`SnnkdError` naming ``where``."""
+    import numpy as np
+
+    try:
+        a = np.asarray(v)
+    except Exception:  # ragged or exotic objects
+        raise SnnkdError(f"{where} is not a numeric array") from None
+    if a.dtype.kind not in ("biu" if integer else "biuf") or a.dtype.kind == "b" and not integer:
+        raise SnnkdError(f"{where} must be {'integer' if integer else 'real'}, not {a.dtype}")
+    if a.ndim not in ndims:
+        raise SnnkdError(f"{where} must have {' or '.join(map(str, ndims))} dimensions, not {a.ndim}")
+    if a.size > MAX_ARRAY_ELEMENTS:
+        raise SnnkdError(f"{where} has {a.size} elements (limit {MAX_ARRAY_ELEMENTS})")
+    if not np.isfinite(a).all():
+        raise SnnkdError(f"{where} has {int((~np.isfinite(a)).sum())} non-finite values")
+    if low is not None and a.size and (a.min() <= low if strict else a.min() < low):
+        raise SnnkdError(f"{where} must be {'>' if strict else '>='} {low}")
+    return a
+
+
+def check_same_shape(where: str, **arrays: Any) -> None:
+    """One error naming ``where`` and every shape unless all ``arrays`` have the same shape."""
+    shapes = {k: a.shape for k, a in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise SnnkdError(f"{where}: parameter shapes differ: {shapes}")

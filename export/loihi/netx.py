@@ -68,12 +68,8 @@ def write_netx(net: LoihiNet, path: str | Path) -> None:
 def check_netx(path: str | Path) -> int:
     """Validate a netx HDF5 file; return its number of layers.  One clear error for a
     missing, truncated or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SnnkdError(f"netx file not found: {path}")
-    if not h5py.is_hdf5(path):
-        raise SnnkdError(f"{path} is not a netx network (not HDF5; truncated or foreign)")
-    try:
+    path = safeload.check_hdf5_path(path, "netx", "a netx network")
+    with safeload.unreadable_as(path, "netx network"):  # h5py raises OSError/KeyError/ValueError on damaged files
         safeload.check_hdf5(path)  # declared shapes and dtypes bounded before any dataset is read
         with h5py.File(path, "r") as f:
             if "layer" not in f or not isinstance(f["layer"], h5py.Group):
@@ -91,8 +87,3 @@ def check_netx(path: str | Path) -> int:
                 if t in (b"conv", b"dense"):
                     g["weight"][()]  # reading the data catches truncation
             return len(keys)
-    except SnnkdError:
-        raise
-    except Exception as e:  # h5py raises OSError/KeyError/ValueError on damaged files
-        raise SnnkdError(f"{path} is not a readable netx network (truncated or foreign): "
-                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
