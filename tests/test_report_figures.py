@@ -180,17 +180,22 @@ def test_export_agreement_per_student(grid, figures, tmp_path):
         d = tmp_path / "x" / str(i)
         nir = {"nirtorch": {"spike_agreement": 0.99}, "spikingjelly": {"skipped": "not installed"}}
         lava = {"accuracy_lava": 0.8, "accuracy_torch": 0.9,
-                "whole_test_set": {"accuracy_emulator": 0.85, "accuracy_torch": 0.875}}
+                "whole_test_set": {"accuracy_emulator": 0.85, "accuracy_torch": 0.875},
+                "layers": {"b": {"depth": 2, "agreement_torch": 0.95 - i / 100},
+                           "a": {"depth": 1, "agreement_torch": 0.99}}}
         exports.append({**rec, "nir": write(d / "nir.json", nir), "onnx": write(d / "onnx.json", {"max_abs_error": 1e-6}),
                         "lava": write(d / "lava.json", lava)})
     plots_runs.export_agreement(exports, str(tmp_path / "x.png"))
     (fig,) = figures
-    a_nir, a_onnx, a_lava = fig.axes
+    a_nir, a_onnx, a_lava, a_layers = fig.axes[:4]
     assert [t.get_text() for t in a_nir.get_yticklabels()] == [figures_common.run_name(e) for e in exports]
     assert a_nir.get_legend_handles_labels()[1] == ["nirtorch"]  # a skipped reader has no bar
     assert [p.get_width() for p in a_onnx.patches] == pytest.approx([1e-6] * 4)
     widths = sorted({round(p.get_width(), 6) for p in a_lava.patches})
     assert widths == [80.0, 85.0, 87.5, 90.0]
+    (im,) = a_layers.get_images()  # one row per student, layers ordered by depth
+    assert im.get_array().tolist() == [[0.99, pytest.approx(0.95 - i / 100)] for i in range(4)]
+    assert [t.get_text() for t in a_layers.texts[:2]] == ["0.990", "0.950"]
 
 
 def test_resources_from_benchmark_files(figures, tmp_path):

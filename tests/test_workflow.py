@@ -60,15 +60,16 @@ def test_dry_run_every_shipped_config(config: Path, tmp_path: Path):
 
 def test_default_dry_run_plans_the_grid(tmp_path: Path):
     """Default config, the showcase: 7 methods x 2 seeds (BPTT), 3 methods under the rate
-    trainer, a T sweep of 3, one teacher, conversion at 5 T, every seed-0 student exported."""
+    trainer, a T sweep of 3, a LIF student, one teacher, conversion at 5 T, every seed-0
+    student exported."""
     r = smk(tmp_path, "-n", "--configfile", str(ROOT / "config" / "config.yaml"))
     assert r.returncode == 0, r.stderr[-3000:]
     counts = job_counts(r.stdout + r.stderr)
-    assert counts["distill"] == 14 + 3 + 3 and counts["pretrain"] == 1, counts
-    assert counts["evaluate"] == 20 and counts["evaluate_teacher"] == 1, counts
+    assert counts["distill"] == 14 + 3 + 3 + 1 and counts["pretrain"] == 1, counts
+    assert counts["evaluate"] == 21 and counts["evaluate_teacher"] == 1, counts
     assert counts["convert"] == 5 and counts["evaluate_convert"] == 5, counts
     for rule in ("export_nir", "export_onnx", "export_lava", "energy"):
-        assert counts[rule] == 7 + 3 + 3, (rule, counts)
+        assert counts[rule] == 7 + 3 + 3 + 1, (rule, counts)
     assert counts["plot_blockwise"] == 3, counts  # blockwise: two BPTT seeds and one rate run
 
 

@@ -48,17 +48,42 @@ def _load(p: str | None) -> dict | None:
     return read_json(p) if p and Path(p).is_file() else None
 
 
+def _layer_panel(ax, lavas: list[dict | None]) -> None:
+    """Lava's spike agreement with PyTorch per spiking layer (columns by depth), one row per
+    student, the value written in each cell; empty where a student has no such layer."""
+    layers = [sorted((r or {}).get("layers", {}).items(), key=lambda kv: kv[1].get("depth", 0)) for r in lavas]
+    depth = max((len(ls) for ls in layers), default=0)
+    if not depth:
+        ax.set_axis_off()
+        ax.text(0.5, 0.5, "no Lava run", ha="center", va="center", transform=ax.transAxes)
+        return
+    grid = [[ls[k][1].get("agreement_torch", float("nan")) if k < len(ls) else float("nan") for k in range(depth)]
+            for ls in layers]
+    im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.8, vmax=1.0, extent=(0.5, depth + 0.5, len(grid) - 0.5, -0.5))
+    for i, row in enumerate(grid):
+        for k, v in enumerate(row):
+            if v == v:  # not NaN
+                ax.text(k + 1, i, f"{v:.3f}", ha="center", va="center", fontsize=6, color="w" if v < 0.93 else "k")
+    ax.set_xticks(range(1, depth + 1))
+    ax.set_xlabel("spiking layer (depth); Lava vs PyTorch spike agreement")
+    ax.figure.colorbar(im, ax=ax, fraction=0.05)
+
+
 def export_agreement(exports: list[dict], path: str) -> None:
     """Per exported student: NIR spike agreement of the re-imported graph (nirtorch, and each
-    peer reader that ran), ONNX max |logit error| against PyTorch, and Lava accuracy beside
-    PyTorch's (on Lava's subset, and the bit-exact emulator on the whole test set)."""
+    peer reader that ran), ONNX max |logit error| against PyTorch, Lava accuracy beside
+    PyTorch's (on Lava's subset, and the bit-exact emulator on the whole test set), and
+    Lava's spike agreement with PyTorch per layer (``lava.json`` ``layers``)."""
     rows = [(run_name(e), _load(e.get("nir")), _load(e.get("onnx")), _load(e.get("lava"))) for e in exports]
     rows = [r for r in rows if any(r[1:])]
     if not rows:
         return no_data(path, "Export agreement", "no export switched on")
     names = [r[0] for r in rows]
     y = range(len(rows))
-    fig, (a_nir, a_onnx, a_lava) = plt.subplots(1, 3, figsize=(16, 1.2 + 0.45 * len(rows)), sharey=True)
+    fig, (a_nir, a_onnx, a_lava, a_layers) = plt.subplots(
+        1, 4, figsize=(21, 1.2 + 0.45 * len(rows)), gridspec_kw={"width_ratios": [1, 1, 1, 1.3]})
+    a_onnx.sharey(a_nir)
+    a_lava.sharey(a_nir)
     readers = list(dict.fromkeys(k for r in rows if r[1] for k, v in r[1].items()
                                  if isinstance(v, dict) and "spike_agreement" in v))
     h = 0.8 / max(len(readers), 1)
@@ -83,6 +108,10 @@ def export_agreement(exports: list[dict], path: str) -> None:
             ax.legend(fontsize=6, loc="lower left")
     a_nir.set_yticks(list(y), names, fontsize=7)
     a_nir.invert_yaxis()
+    for ax in (a_onnx, a_lava):
+        ax.tick_params(labelleft=False)
+    _layer_panel(a_layers, [r[3] for r in rows])
+    a_layers.set_yticks(list(y), [])
     fig.suptitle("Export agreement per student (NIR, ONNX, Lava)")
     save(fig, path)
 
