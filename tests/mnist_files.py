@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 
 
-def write_mnist_idx(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
-    """``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``; returns ``root``."""
-    raw = root / "MNIST" / "raw"
+def write_mnist_idx(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0, folder: str = "MNIST") -> Path:
+    """``root/<folder>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte`` (``folder``: MNIST, or
+    FashionMNIST, whose files have the same format); returns ``root``."""
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(seed)
     for prefix, n in (("train", n_train), ("t10k", n_test)):
