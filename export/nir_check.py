@@ -272,23 +272,51 @@ def run_graph_module(gm: nn.Module, x_seq: torch.Tensor, neuron_types: tuple[typ
     return torch.stack(outs), {k: torch.stack(v) for k, v in store.items()}
 
 
+class Agreement:
+    """:func:`agreement` accumulated over batches, so any number of test samples is checked
+    in bounded memory: equal-spike counts per layer, the largest logit error, and the counts
+    of agreeing predictions and correct labels."""
+
+    def __init__(self) -> None:
+        self.equal: dict[str, int] = {}
+        self.count: dict[str, int] = {}
+        self.max_err, self.agree, self.correct, self.correct_ref, self.samples = 0.0, 0, 0, 0, 0
+        self.labelled = True
+
+    def add(self, ref: tuple[torch.Tensor, dict[str, torch.Tensor]], other: tuple[torch.Tensor, dict[str, torch.Tensor]],
+            labels: torch.Tensor | None = None) -> None:
+        (y_ref, s_ref), (y, s) = ref, other
+        missing = sorted(set(s_ref) - set(s))
+        if missing:
+            raise SnnkdError(f"re-imported graph lacks neuron layers {missing}")
+        for k in s_ref:
+            self.equal[k] = self.equal.get(k, 0) + int((s[k] == s_ref[k]).sum())
+            self.count[k] = self.count.get(k, 0) + s_ref[k].numel()
+        z_ref, z = y_ref.mean(0), y.mean(0)
+        self.max_err = max(self.max_err, float((z - z_ref).abs().max()))
+        self.agree += int((z.argmax(1) == z_ref.argmax(1)).sum())
+        self.samples += len(z)
+        if labels is None:
+            self.labelled = False
+        else:
+            self.correct += int((z.argmax(1) == labels).sum())
+            self.correct_ref += int((z_ref.argmax(1) == labels).sum())
+
+    def result(self) -> dict:
+        total, count = sum(self.equal.values()), sum(self.count.values())
+        out = {"spike_agreement": total / max(count, 1),
+               "spike_agreement_per_layer": {k: self.equal[k] / max(self.count[k], 1) for k in self.equal},
+               "spikes_compared": count, "logits_max_abs_error": self.max_err,
+               "prediction_agreement": self.agree / max(self.samples, 1)}
+        if self.labelled:
+            out["accuracy"] = self.correct / max(self.samples, 1)
+            out["accuracy_reference"] = self.correct_ref / max(self.samples, 1)
+        return out
+
+
 def agreement(ref: tuple[torch.Tensor, dict[str, torch.Tensor]], other: tuple[torch.Tensor, dict[str, torch.Tensor]],
               labels: torch.Tensor | None = None) -> dict:
     """Spike agreement per layer, logit error and prediction agreement of ``other`` vs ``ref``."""
-    y_ref, s_ref = ref
-    y, s = other
-    missing = sorted(set(s_ref) - set(s))
-    if missing:
-        raise SnnkdError(f"re-imported graph lacks neuron layers {missing}")
-    layers = {k: float((s[k] == s_ref[k]).float().mean()) for k in s_ref}
-    total = sum(int((s[k] == s_ref[k]).sum()) for k in s_ref)
-    count = sum(s_ref[k].numel() for k in s_ref)
-    z_ref, z = y_ref.mean(0), y.mean(0)
-    out = {"spike_agreement": total / max(count, 1), "spike_agreement_per_layer": layers,
-           "spikes_compared": count,
-           "logits_max_abs_error": float((z - z_ref).abs().max()),
-           "prediction_agreement": float((z.argmax(1) == z_ref.argmax(1)).float().mean())}
-    if labels is not None:
-        out["accuracy"] = float((z.argmax(1) == labels).float().mean())
-        out["accuracy_reference"] = float((z_ref.argmax(1) == labels).float().mean())
-    return out
+    acc = Agreement()
+    acc.add(ref, other, labels)
+    return acc.result()

@@ -114,3 +114,43 @@ def test_cli_export_nir(tmp_path, capsys) -> None:
     rep = json.loads((tmp_path / "nir.json").read_text())
     assert rep["nirtorch"]["spike_agreement"] > 0.9999 and rep["test_samples"] == 40
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_batched_checks_equal_one_batch() -> None:
+    """The NIR and ONNX checks run batch by batch (bounded memory for a whole test set):
+    the report is the same whatever the batch size, and the counts cover every sample."""
+    from snnkd.export.onnx_export import export_onnx
+
+    model, meta = load_model(trained("resnet_tiny"))
+    x, y = model_inputs(meta, "data", "test", 50)
+    d = scratch()
+    one = export_nir(model, meta, d / "a.nir", x, y, batch=1000)
+    many = export_nir(model, meta, d / "b.nir", x, y, batch=7)
+    for reader in ("nirtorch", "spikingjelly"):
+        if "spike_agreement" in one.get(reader, {}):
+            assert many[reader] == one[reader]  # ratios of integer counts: exactly equal
+    spikes = sum(int(np.prod(s.shape)) for s in nc.run_reference(model, model.encoder(x, model.T))[1].values())
+    assert one["nirtorch"]["spikes_compared"] == spikes == many["nirtorch"]["spikes_compared"]
+    o1 = export_onnx(model, meta, d / "a.onnx", x, y, batch=1000)
+    o2 = export_onnx(model, meta, d / "b.onnx", x, y, batch=7)
+    keys = ("max_abs_error", "samples_differing", "prediction_agreement", "accuracy_onnx", "accuracy_torch")
+    assert {k: o2[k] for k in keys} == pytest.approx({k: o1[k] for k in keys}, abs=1e-6)
+
+
+def test_agreement_over_batches_equals_agreement_over_all() -> None:
+    g = torch.Generator().manual_seed(0)
+    T, B = 4, 30
+    ref = (torch.randn(T, B, 10, generator=g), {"a": (torch.rand(T, B, 6, generator=g) > 0.5).float()})
+    other = (ref[0] + 0.3 * torch.randn(T, B, 10, generator=g),
+             {"a": torch.where(torch.rand(T, B, 6, generator=g) > 0.9, 1 - ref[1]["a"], ref[1]["a"])})
+    labels = torch.randint(0, 10, (B,), generator=g)
+    whole = nc.agreement(ref, other, labels)
+    acc = nc.Agreement()
+    for i in range(0, B, 8):
+        sl = slice(i, i + 8)
+        acc.add((ref[0][:, sl], {"a": ref[1]["a"][:, sl]}), (other[0][:, sl], {"a": other[1]["a"][:, sl]}), labels[sl])
+    got = acc.result()
+    per_layer = got.pop("spike_agreement_per_layer")
+    assert per_layer["a"] == pytest.approx(whole.pop("spike_agreement_per_layer")["a"])
+    assert got == pytest.approx(whole)
+    assert 0.85 < whole["spike_agreement"] < 0.95 and whole["prediction_agreement"] < 1
