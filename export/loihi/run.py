@@ -187,7 +187,10 @@ def _work_dir(work: Path | None) -> Iterator[Path]:
 
 
 def _child_command(net_dir: Path, mode: str, inp: Path, out: Path, h5: Path) -> list[str]:
-    return [sys.executable, "-m", "snnkd.export.loihi.run", "--net", str(net_dir), "--mode", mode,
+    """The child imports the snnkd the parent imported: ``-P`` keeps the working directory off
+    ``sys.path``, so a source checkout there (whose ``snnkd/`` lacks ``snnkd.export``, which
+    installs from ``export/``) cannot shadow the installed package."""
+    return [sys.executable, "-P", "-m", "snnkd.export.loihi.run", "--net", str(net_dir), "--mode", mode,
             "--inputs", str(inp), "--out", str(out), "--h5", str(h5)]
 
 
