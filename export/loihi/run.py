@@ -229,9 +229,12 @@ def run_lava(net_dir: Path, mode: str, x_q: np.ndarray, timeout: int, work: Path
                 np.savez(f, x_q=x_q.astype(np.int32))
         except OSError as e:
             raise write_error(inp, e) from None
-        root = Path(__file__).resolve().parent.parent
-        env = {**os.environ, "TMPDIR": str(tmp),
-               "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+        # The directory the parent imported snnkd from comes first; no empty entry (an empty
+        # PYTHONPATH item puts the working directory on the child's sys.path).
+        import snnkd
+        root = Path(snnkd.__file__).resolve().parent.parent
+        paths = [str(root), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+        env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": os.pathsep.join(paths)}
         cmd = _child_command(Path(net_dir), mode, inp, out, Path(h5 or Path(net_dir) / "network.net"))
         try:
             status = _run_group(cmd, env, timeout, log)
