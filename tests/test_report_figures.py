@@ -154,6 +154,8 @@ def test_accuracy_bars_per_student_with_sd_baseline_and_teacher(grid, figures, t
     assert segments[0][1][1] - segments[0][0][1] == pytest.approx(2 * 0.7071, abs=1e-3)  # ± sd over 2 seeds
     labels = rt.get_legend_handles_labels()[1]
     assert "baseline none bptt T2" in labels and "ANN teacher rt" in labels
+    low, high = rt.get_ylim()  # zoomed so sub-point differences show, every bar top and line inside
+    assert 0 < low < 82.5 - 0.7071 and high > 89.0 and high - low < 30
 
 
 def test_accuracy_T_draws_only_the_swept_methods(grid, figures, tmp_path):

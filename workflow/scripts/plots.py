@@ -29,6 +29,9 @@ def teachers_of(groups: dict) -> dict[tuple[str, str], dict]:
     return {(k[0], k[1]): runs[0]["tev"] for k, runs in groups.items() if runs[0]["tev"]}
 
 
+NOT_GREY = (0, 1, 2, 3, 4, 5, 6, 8, 9)  # matplotlib colour cycle without C7 (grey): grey is the baseline
+
+
 def accuracy_bars(groups: dict, path: str) -> None:
     """Accuracy (mean ± sd over seeds) of every method, one panel per (dataset, student); the
     baseline ``none`` as dashed and each ANN teacher as dotted horizontal lines."""
@@ -42,7 +45,7 @@ def accuracy_bars(groups: dict, path: str) -> None:
     for ax, ((dataset, student), keys) in zip(axes, by_panel.items()):
         accs = [[r["ev"]["accuracy"] for r in groups[k]] for k in keys]
         names = [f"{k[3]} {k[4]} T{k[5]}" + (f" ({k[1]})" if k[1] != "none" else "") for k in keys]
-        colors = ["0.6" if k[3] == "none" else f"C{i % 10}" for i, k in enumerate(keys)]
+        colors = ["0.6" if k[3] == "none" else f"C{NOT_GREY[i % len(NOT_GREY)]}" for i, k in enumerate(keys)]
         ax.bar(range(len(keys)), [statistics.fmean(a) for a in accs], yerr=[std(a) for a in accs], capsize=4,
                color=colors)
         ax.set_xticks(range(len(keys)), names, rotation=45, ha="right", fontsize=7)
@@ -54,9 +57,18 @@ def accuracy_bars(groups: dict, path: str) -> None:
             ax.axhline(tev["accuracy"], color="k", linestyle=":", linewidth=1.2, label=f"ANN teacher {teacher}")
         ax.set_title(f"{dataset} / student {student}")
         ax.set_ylabel("test accuracy (%)")
+        ax.set_ylim(*zoom(accs, [tev["accuracy"] for k in keys if (tev := groups[k][0]["tev"])]))
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=6, loc="upper right", framealpha=0.9)
     save(fig, path)
+
+
+def zoom(accs: list[list[float]], lines: list[float]) -> tuple[float, float]:
+    """y-limits that show differences of a fraction of a point: from 2 pp below the lowest
+    mean - sd (or line) to 3 pp above the highest mean + sd (room for the legend), within [0, 100]."""
+    lows = [statistics.fmean(a) - std(a) for a in accs] + lines
+    highs = [statistics.fmean(a) + std(a) for a in accs] + lines
+    return max(0.0, min(lows) - 2.0), min(100.0, max(highs) + 3.0)
 
 
 def accuracy_energy(groups: dict, path: str) -> None:
