@@ -8,6 +8,7 @@ the test inputs as tensors (``snnkd.cli.inputs.model_inputs``); no data root rea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -19,7 +20,8 @@ from snnkd.models.base import StagedNet
 
 
 def export_nir(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
-               dt: float = DEFAULT_DT, third_party: bool = True, seed: int = 0, batch: int = 200) -> dict:
+               dt: float = DEFAULT_DT, third_party: bool = True, seed: int = 0, batch: int = 200,
+               batches: Callable[[range], Iterable[int]] = iter) -> dict:
     """Export ``model`` to ``out`` and return the verification report on the test inputs
     ``x`` (un-encoded) and labels ``y``, checked ``batch`` samples at a time (a ``SIGTERM`` while writing leaves no temporary
     file: see :func:`snnkd.export.loihi.run.signals_raise`)."""
@@ -48,7 +50,7 @@ def export_nir(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y
     # once and draws batch after batch.
     counters = {name: nc.Agreement() for name in readers}
     torch.manual_seed(seed)
-    for i in range(0, len(x), batch):
+    for i in batches(range(0, len(x), batch)):
         x_seq = model.encoder(x[i:i + batch], model.T)
         ref = nc.run_reference(model, x_seq)
         for name, (module, neuron_types) in readers.items():

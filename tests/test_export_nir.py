@@ -154,3 +154,15 @@ def test_agreement_over_batches_equals_agreement_over_all() -> None:
     assert per_layer["a"] == pytest.approx(whole.pop("spike_agreement_per_layer")["a"])
     assert got == pytest.approx(whole)
     assert 0.85 < whole["spike_agreement"] < 0.95 and whole["prediction_agreement"] < 1
+
+
+def test_export_shows_a_bar_over_the_check_batches(monkeypatch, capsys) -> None:
+    """On a terminal the per-sample check shows its batches with an ETA (360 digits: 2 of 200)."""
+    from snnkd.cli import progress
+
+    monkeypatch.setattr(progress, "enabled", lambda a: not a.no_progress)  # as on a terminal
+    out = scratch() / "bar.nir"
+    assert main(["export", "--model", str(trained("vgg_tiny")), "--to", "nir", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "export: checking nir: 2/2" in err and "ETA" in err, err[-500:]
+    assert json.loads(out.with_suffix(".nir.json").read_text())["test_samples"] == 360

@@ -13,6 +13,7 @@ of step ``t`` at Lava step ``t + d``) and with the bit-exact emulator
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,8 @@ def lava_layer_spikes(rec: np.ndarray, depth: int, N: int, T: int) -> np.ndarray
 def export_lava(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, y: torch.Tensor,
                 calib: torch.Tensor | None = None, calibrate: int = 0, timeout: int = 600,
                 nir_path: str | Path | None = None, seed: int = 0, netx_path: str | Path | None = None,
-                whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                whole_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                batches: Callable[[range], Iterable[int]] = iter) -> dict:
     """Build, run and compare (see module docstring) on the test inputs ``x`` (un-encoded
     images) and labels ``y``.  ``calib``: un-encoded training images whose encodings set the
     quantisation scales (:data:`CALIBRATION_SAMPLES` or more; not needed with ``netx_path``);
@@ -56,15 +58,16 @@ def export_lava(model: StagedNet, meta: dict, out: str | Path, x: torch.Tensor, 
     with signals_raise():
         if netx_path is not None:  # checked before anything is written
             return _run_and_compare(model, Path(out), load_net_checked(netx_path), "netx", x, y, timeout, seed,
-                                    {"netx": str(netx_path)}, Path(netx_path), whole_set)
+                                    {"netx": str(netx_path)}, Path(netx_path), whole_set, batches)
         if calib is None:
             raise ValueError("export_lava needs a calibration batch unless it runs an earlier netx file")
-        return _build_and_run(model, meta, Path(out), x, y, calib, calibrate, timeout, nir_path, seed, whole_set)
+        return _build_and_run(model, meta, Path(out), x, y, calib, calibrate, timeout, nir_path, seed, whole_set, batches)
 
 
 def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: torch.Tensor, calib_x: torch.Tensor,
                    calibrate: int, timeout: int, nir_path: str | Path | None, seed: int,
-                   whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                   whole_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   batches: Callable[[range], Iterable[int]] = iter) -> dict:
     graph = nc.read_nir(nir_path) if nir_path is not None else to_nir(model, meta)
     T = int(graph.metadata.get("T", model.T))
     if T != model.T:
@@ -85,7 +88,7 @@ def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: 
             check_netx(tmp / "network.net")
         info = {"nir": str(nir_path if nir_path is not None else out / "model.nir"), "quantisation": quant,
                 "calibration": {"samples": calibrate, "vth_shifts": shifts}}
-        result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net", whole_set)
+        result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net", whole_set, batches)
     result["out"] = str(out)
     return result
 
@@ -102,7 +105,8 @@ def load_net_checked(netx_path: str | Path) -> lq.LoihiNet:
 
 def _run_and_compare(model: StagedNet, out: Path, net: lq.LoihiNet, mode: str, x: torch.Tensor, y: torch.Tensor,
                      timeout: int, seed: int, info: dict, h5: Path,
-                     whole_set: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+                     whole_set: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   batches: Callable[[range], Iterable[int]] = iter) -> dict:
     T = net.T
     if T != model.T:
         raise SnnkdError(f"the Loihi network runs T={T}, the model T={model.T}")
@@ -141,5 +145,6 @@ def _run_and_compare(model: StagedNet, out: Path, net: lq.LoihiNet, mode: str, x
         "spike_agreement_torch": sum(info["agreement_torch"] * np.prod(ref_s[nc.spike_key(n)].shape)
                                      for n, info in layers.items()) / max(total, 1),
         "layers": layers, **info,
-        **({"whole_test_set": whole_set_report(model, net, *whole_set, seed=seed)} if whole_set is not None else {}),
+        **({"whole_test_set": whole_set_report(model, net, *whole_set, seed=seed, batches=batches)}
+           if whole_set is not None else {}),
     }

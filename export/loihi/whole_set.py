@@ -10,6 +10,8 @@ disagrees most with PyTorch is where quantisation loses accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
 from snnkd.export import nir_check as nc
@@ -19,7 +21,7 @@ from snnkd.models.base import StagedNet
 
 @torch.no_grad()
 def whole_set_report(model: StagedNet, net: lq.LoihiNet, x: torch.Tensor, y: torch.Tensor, seed: int = 0,
-                     batch: int = 200) -> dict:
+                     batch: int = 200, batches: Callable[[range], Iterable[int]] = iter) -> dict:
     """Emulator vs PyTorch on every sample of ``x`` (un-encoded images) with labels ``y``:
 
         accuracy_emulator = mean_i [argmax z_emu,i = y_i]      (z_emu from the output membrane)
@@ -28,12 +30,13 @@ def whole_set_report(model: StagedNet, net: lq.LoihiNet, x: torch.Tensor, y: tor
         agreement_l       = mean over (t, i, neuron) of [s_emu,l = s_torch,l]
 
     The encoding is seeded once with ``seed`` and drawn batch by batch in order, as the
-    Lava comparison draws it for its subset."""
+    Lava comparison draws it for its subset.  ``batches`` wraps the range of batch starts
+    (the command line passes a progress bar)."""
     torch.manual_seed(seed)
     hits_emu = hits_torch = same = 0
     equal = {lay.name: 0.0 for lay in net.layers[:-1]}
     total = {lay.name: 0 for lay in net.layers[:-1]}
-    for i in range(0, len(x), batch):
+    for i in batches(range(0, len(x), batch)):
         xb, yb = x[i:i + batch], y[i:i + batch]
         x_seq = model.encoder(xb, net.T)
         ref_y, ref_s = nc.run_reference(model, x_seq)

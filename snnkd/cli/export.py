@@ -73,6 +73,11 @@ def run(a: argparse.Namespace) -> int:
         return export(a, steps)
 
 
+def _batch_bar(a: argparse.Namespace, what: str):
+    """A bar with an ETA over the batches of a per-sample check (on a terminal only)."""
+    return lambda starts: progress.bar(starts, what, progress.enabled(a), total=len(starts), unit="batch")
+
+
 def export(a: argparse.Namespace, steps: progress.Steps) -> int:
     if not a.model or not a.to or not a.out:
         raise SnnkdError("export needs --model, --to and --out")
@@ -91,7 +96,8 @@ def export(a: argparse.Namespace, steps: progress.Steps) -> int:
         steps.next(f"export: writing and checking {a.to}")
     if a.to == "nir":
         from snnkd.export.nir_pipeline import export_nir
-        report = export_nir(model, meta, a.out, x, y, dt=a.dt, third_party=not a.no_third_party, seed=a.seed)
+        report = export_nir(model, meta, a.out, x, y, dt=a.dt, third_party=not a.no_third_party, seed=a.seed,
+                            batches=_batch_bar(a, "export: checking nir"))
         nt = report["nirtorch"]
         summary = f"nirtorch spike agreement {nt['spike_agreement']:.6f}"
         if "spike_agreement" in report.get("spikingjelly", {}):
@@ -111,7 +117,8 @@ def export(a: argparse.Namespace, steps: progress.Steps) -> int:
         whole = None if a.no_whole_test_set else model_inputs(meta, a.data_root, "test", None, a.download)
         steps.next("export: building and running the Lava network")
         report = export_lava(model, meta, a.out, x, y, calib, calibrate=a.calibrate, timeout=a.timeout,
-                             nir_path=a.nir, netx_path=a.netx, seed=a.seed, whole_set=whole)
+                             nir_path=a.nir, netx_path=a.netx, seed=a.seed, whole_set=whole,
+                             batches=_batch_bar(a, "export: emulator on every test sample"))
         summary = (f"Lava accuracy {100 * report['accuracy_lava']:.2f}% vs PyTorch "
                    f"{100 * report['accuracy_torch']:.2f}% on {report['test_samples']} samples")
         if "whole_test_set" in report:
