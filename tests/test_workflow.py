@@ -73,6 +73,25 @@ def test_default_dry_run_plans_the_grid(tmp_path: Path):
     assert counts["plot_blockwise"] == 3, counts  # blockwise: two BPTT seeds and one rate run
 
 
+def test_teacher_limit_train_overrides_only_the_teacher(tmp_path: Path):
+    """``teachers.X.limit_train: null`` trains that teacher on the whole training set while
+    its students keep the dataset's limit (and an integer sets the teacher's own size)."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["teachers"]["rt"]["limit_train"] = None
+    cfg["teachers"]["rt300"] = {"arch": "resnet_tiny", "limit_train": 300, "train": {"epochs": 1}}
+    cfg["grid"][0]["teachers"] = ["rt", "rt300"]
+    path = tmp_path / "teacher_limit.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = smk(tmp_path, "-n", "-p", "--configfile", str(path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    shell = [ln for ln in (r.stdout + r.stderr).splitlines() if " snnkd " in ln or ln.startswith("snnkd ")]
+    pretrain = {ln.split("--out ")[1].split()[0]: ln for ln in shell if "snnkd pretrain" in ln}
+    assert "--limit-train" not in pretrain["results/pretrain/digits/rt"], pretrain
+    assert "--limit-train 300" in pretrain["results/pretrain/digits/rt300"], pretrain
+    distill = [ln for ln in shell if "snnkd distill" in ln]
+    assert distill and all("--limit-train 200" in ln for ln in distill), distill
+
+
 def write_bad(tmp_path: Path, edit) -> Path:
     cfg = yaml.safe_load(TINY.read_text())
     edit(cfg)

@@ -125,6 +125,8 @@ def pretrain_args(wc) -> str:
         "seed": t.get("seed", 0),
         "device": config.get("device", "auto"),
     }
+    if "limit_train" in t:  # the teacher's own training-set size (null: all of it)
+        opts["limit_train"] = t["limit_train"]
     return cli(opts)
 
 
