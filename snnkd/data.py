@@ -118,16 +118,22 @@ def build_transforms(info: DatasetInfo, train: bool, normalize: bool = True, aut
 
 
 def _fashion_from_debian(root: Path) -> None:
-    """Decompress Debian's Fashion-MNIST IDX files into torchvision's raw layout."""
+    """Decompress Debian's Fashion-MNIST IDX files into torchvision's raw layout.
+
+    Parallel jobs may call this at once on an empty root: each file is written under a
+    unique temporary name and renamed into place, and a job skips the work only when *all*
+    four files are there (a check on one file let a second job read the set while the first
+    was still writing the 47 MB training images)."""
     raw = root / "FashionMNIST" / "raw"
-    if (raw / "t10k-labels-idx1-ubyte").is_file() or not DEBIAN_FASHION_MNIST.is_dir():
+    names = [f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1")]
+    if all((raw / n).is_file() for n in names) or not DEBIAN_FASHION_MNIST.is_dir():
         return
     raw.mkdir(parents=True, exist_ok=True)
-    for gz in DEBIAN_FASHION_MNIST.glob("*-ubyte.gz"):
-        dst = raw / gz.name[:-3]
-        if not dst.is_file():
+    for n in names:
+        gz, dst = DEBIAN_FASHION_MNIST / f"{n}.gz", raw / n
+        if gz.is_file() and not dst.is_file():
             with gzip.open(gz, "rb") as fi:
-                io.write_stream(dst, fi)  # a unique temporary name: parallel jobs may do this at once
+                io.write_stream(dst, fi)
 
 
 def _torchvision(cls: Callable[..., Dataset], prepare: Callable[[Path], None] | None = None) -> SplitFn:

@@ -36,6 +36,28 @@ def test_fashion_mnist_from_debian_package(tmp_path):
     assert x.shape == (1, 28, 28) and x.dtype == torch.float32 and 0 <= y < 10
 
 
+def test_fashion_unpack_completes_a_set_another_job_left_half_written(tmp_path, monkeypatch):
+    """Parallel distill jobs unpack Debian's files into one empty root at once: a job that
+    finds only some of the four files must write the rest, not hand torchvision a partial set
+    (seen: 'dataset not found' from the second of two jobs started together)."""
+    import gzip
+
+    import snnkd.data as data
+    src = tmp_path / "debian"
+    src.mkdir()
+    names = [f"{s}-{k}-ubyte" for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
+    for n in names:
+        with gzip.open(src / f"{n}.gz", "wb") as f:
+            f.write(n.encode())
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", src)
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"t10k-labels-idx1-ubyte")  # the first job's only file so far
+    data._fashion_from_debian(tmp_path / "root")
+    assert sorted(p.name for p in raw.iterdir()) == sorted(names)
+    assert all((raw / n).read_bytes() == n.encode() for n in names)
+
+
 @pytest.mark.parametrize("name,layout", [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
                                          ("mnist", "MNIST/raw"), ("imagenet", "ImageFolder")])
 def test_missing_dataset_offline_names_layout(tmp_path, name, layout):
