@@ -33,27 +33,20 @@ def whole_set_report(model: StagedNet, net: lq.LoihiNet, x: torch.Tensor, y: tor
     Lava comparison draws it for its subset.  ``batches`` wraps the range of batch starts
     (the command line passes a progress bar)."""
     torch.manual_seed(seed)
-    hits_emu = hits_torch = same = 0
-    equal = {lay.name: 0.0 for lay in net.layers[:-1]}
-    total = {lay.name: 0 for lay in net.layers[:-1]}
+    names = [lay.name for lay in net.layers[:-1]]
+    acc = nc.Agreement()  # the same per-batch accumulation as the NIR readers' check
     for i in batches(range(0, len(x), batch)):
-        xb, yb = x[i:i + batch], y[i:i + batch]
-        x_seq = model.encoder(xb, net.T)
+        x_seq = model.encoder(x[i:i + batch], net.T)
         ref_y, ref_s = nc.run_reference(model, x_seq)
         emu = lq.emulate(net, x_seq)
-        z_emu = lq.logits_from_output(net, emu["v:output"][-1]).argmax(1)
-        z_ref = ref_y.mean(0).argmax(1)
-        hits_emu += int((z_emu == yb).sum())
-        hits_torch += int((z_ref == yb).sum())
-        same += int((z_emu == z_ref).sum())
-        for name in equal:
-            r = ref_s[nc.spike_key(name)]
-            equal[name] += float((emu[name].to(r.dtype) == r).sum())
-            total[name] += r.numel()
-    n = len(x)
-    per_layer = {k: equal[k] / max(total[k], 1) for k in equal}
-    acc_emu, acc_torch = hits_emu / n, hits_torch / n
-    return {"samples": n, "accuracy_emulator": acc_emu, "accuracy_torch": acc_torch,
-            "gap_pp": 100 * (acc_emu - acc_torch), "prediction_agreement": same / n,
-            "spike_agreement_per_layer": per_layer,
+        spikes_ref = {n: ref_s[nc.spike_key(n)] for n in names}
+        spikes_emu = {n: emu[n].to(spikes_ref[n].dtype) for n in names}
+        # The chip's prediction is the output membrane after the last step: one "step" of logits.
+        logits_emu = lq.logits_from_output(net, emu["v:output"][-1])[None]
+        acc.add((ref_y, spikes_ref), (logits_emu, spikes_emu), y[i:i + batch])
+    r = acc.result()
+    per_layer = r["spike_agreement_per_layer"]
+    return {"samples": acc.samples, "accuracy_emulator": r["accuracy"], "accuracy_torch": r["accuracy_reference"],
+            "gap_pp": 100 * (r["accuracy"] - r["accuracy_reference"]),
+            "prediction_agreement": r["prediction_agreement"], "spike_agreement_per_layer": per_layer,
             "weakest_layer": min(per_layer, key=per_layer.get) if per_layer else None}
