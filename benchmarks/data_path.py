@@ -17,10 +17,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Subset
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_step import _train_step  # noqa: E402  (the same step as train_step.py)
 
 
 def _loaders(name: str, root: str, batch: int, seed: int) -> tuple[DataLoader, DataLoader]:
@@ -49,24 +54,23 @@ def _per_batch(loader: DataLoader, n: int) -> float:
 
 
 def _step_time(arch: str, T: int | None, batches: list, precision: str, steps: int) -> float:
+    """Median seconds of one train step, the step of train_step.py (``_train_step``) on a
+    28x28 one-channel net."""
     from snnkd.methods import build_method
     from snnkd.models import create_model
     from snnkd.neurons import NeuronConfig
-    from snnkd.train.trainers import Precision, get_trainer, use_precision
+    from snnkd.train.trainers import get_trainer
 
     torch.manual_seed(0)
     net = create_model(arch, None, 10, 1, 28) if T is None else create_model(arch, NeuronConfig(), 10, 1, 28, T)
     net.train()
-    method, step_fn = build_method("none", net, None, {}), get_trainer("bptt")
-    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-    prec, times = Precision(precision, "cpu"), []
+    setup = (net, build_method("none", net, None, {}), get_trainer("bptt"),
+             torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9))
+    times = []
     for i in range(steps + 1):
         x, y = batches[i % len(batches)]
         t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        with use_precision(prec):
-            step_fn(net, None, method, x, y)
-        prec.step(opt)
+        _train_step(setup, x, y, precision)
         if i:  # the first step warms up
             times.append(time.perf_counter() - t)
     return statistics.median(times)
