@@ -1,7 +1,6 @@
-"""Issue 16, paths and the one-line error: items 1, 2, 10, the newline part of item 11, and
-"every exception escaping a command becomes one line".
+"""Issue 16, paths: items 1, 2 and 10 (the one-line error itself: test_one_line_errors.py).
 
-Every case runs the real ``snnkd`` entry point (in-process, one case in a subprocess) on
+Every case runs the real ``snnkd`` entry point in-process on
 real checkpoints written by ``save_model``, and checks: the exit status, exactly one stderr
 line starting ``snnkd: error:``, and that every input file is byte-identical afterwards
 (SHA-256) with nothing new written.  A hypothesis property closes the class: for any
@@ -11,104 +10,33 @@ any work, or succeeds, and never touches the input.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from path_utils import forbid_work, make_models, refused, run_dir
 
 from snnkd import io
 from snnkd.cli.main import main
 from snnkd.errors import SnnkdError
-from snnkd.neurons import NeuronConfig
-from snnkd.runtime import build, model_meta, save_model
 
-REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--dataset", "digits", "--limit-train", "40", "--epochs", "1", "--batch-size", "20", "--no-progress"]
-
-
-# --- helpers ---------------------------------------------------------------------------------------------------
-
-def tree_state(root: Path) -> dict[str, str]:
-    """Every entry under ``root``: a file's SHA-256, ``dir`` or ``link -> target``."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        key = str(p.relative_to(root))
-        if p.is_symlink():
-            out[key] = f"link -> {os.readlink(p)}"
-        elif p.is_dir():
-            out[key] = "dir"
-        else:
-            out[key] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
-
-
-def refused(argv: list, root: Path, capsys, *words: str, status: int = 2) -> str:
-    """``snnkd ARGV`` exits ``status`` with exactly one error line holding ``words`` and
-    leaves everything under ``root`` as it was (no input changed, nothing written)."""
-    before = tree_state(root)
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = err.splitlines()
-    assert rc == status, (rc, err)
-    assert len(lines) == 1 and lines[0].startswith("snnkd: error: "), err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    assert tree_state(root) == before, "a refused command changed or wrote files"
-    return lines[0]
-
-
-def ann_file(path: Path) -> Path:
-    model = build("resnet_tiny", None, 10, 1, 8)
-    save_model(path, model, model_meta(model, "digits", None))
-    return path
-
-
-def snn_file(path: Path) -> Path:
-    model = build("resnet_tiny", NeuronConfig(), 10, 1, 8, T=2)
-    save_model(path, model, model_meta(model, "digits", NeuronConfig()))
-    return path
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("models")
-    return {"ann": ann_file(d / "ann.pt"), "snn": snn_file(d / "snn.pt")}
-
-
-def run_dir(root: Path, models: dict[str, Path], kind: str = "ann") -> Path:
-    """A finished training run ``root/R``: model.pt, metrics.jsonl, config.yaml."""
-    r = root / "R"
-    r.mkdir()
-    shutil.copy(models[kind], r / "model.pt")
-    (r / "metrics.jsonl").write_text('{"epoch": 1, "loss": 0.5}\n')
-    (r / "config.yaml").write_text("epochs: 1\n")
-    return r
+    return make_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
-def no_work(monkeypatch):
-    """Make loading data or a model fail the test: refusals must come before any work."""
-    def forbidden(*_a, **_k):
-        raise AssertionError("work started before the paths were refused")
-    import snnkd.cli.distill
-    import snnkd.cli.energy
-    import snnkd.cli.evaluate
-    import snnkd.cli.export
-    import snnkd.cli.pretrain
-    for mod in (snnkd.cli.pretrain, snnkd.cli.distill):
-        monkeypatch.setattr(mod, "load_data", forbidden)
-    for mod in (snnkd.cli.distill, snnkd.cli.evaluate, snnkd.cli.export, snnkd.cli.energy):
-        monkeypatch.setattr(mod, "load_model", forbidden)
+def no_work(monkeypatch) -> None:
+    forbid_work(monkeypatch)
 
 
 # --- item 1: export --to lava must not destroy what is at --out ---------------------------------------------------
@@ -248,94 +176,6 @@ def test_item10_dangling_or_looping_symlink_out_refused_before_training(tmp_path
             "export-lava": ["export", "--model", models["snn"], "--to", "lava", "--out", out],
             "plot": ["plot-blockwise", "--metrics", metrics, "--out", out]}[cmd]
     refused(argv, tmp_path, capsys, f"{link} symbolic link")
-
-
-# --- item 11 (newline) and every escaping exception is one line ------------------------------------------------------
-
-def test_item11_newline_in_a_path_cannot_fake_a_second_error_line(tmp_path):
-    """Item 11: a newline in a path split the one error line in two (real process)."""
-    bad = tmp_path / "x\nsnnkd: error: forged line"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "snnkd", "evaluate", "--model", str(bad), "--out",
-                           str(tmp_path / "e.json")], capture_output=True, text=True, timeout=300, env=env)
-    lines = proc.stderr.splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("snnkd: error: "), proc.stderr
-    assert "x\\nsnnkd: error: forged line" in lines[0]
-    assert sorted(os.listdir(tmp_path)) == []
-
-
-def test_item11_newline_in_an_output_path_equal_to_the_input(tmp_path, capsys, no_work):
-    """Item 11: the paths in path errors are quoted and escaped, one line."""
-    d = tmp_path / "run\nsnnkd: error: forged"
-    d.mkdir()
-    ann_file(d / "model.pt")
-    line = refused(["evaluate", "--model", d / "model.pt", "--out", d], tmp_path, capsys, "contains the input")
-    assert "run\\nsnnkd: error: forged" in line
-
-
-@pytest.mark.parametrize("exc,status,words", [
-    (ValueError("broken\nsecond line"), 1, ["internal error ValueError: broken", "--debug"]),
-    (KeyError("state_dict"), 1, ["internal error KeyError"]),
-    (OSError(errno.ENOSPC, "No space left on device", "/x/out\n.tmp"), 1, ["no space left on device", "'/x/out\\n.tmp'"]),
-    (PermissionError(errno.EACCES, "Permission denied", "/x/y"), 1, ["'/x/y'", "Permission denied"]),
-    (RecursionError("maximum recursion depth exceeded"), 2, ["nested too deeply"]),
-    (MemoryError(), 1, ["out of memory"]),
-    (SnnkdError("bad input\x1b[2K\rline"), 2, ["bad input\\x1b[2K\\rline"]),
-], ids=["value-error", "key-error", "disk-full", "permission", "recursion", "memory", "control-chars"])
-def test_every_escaping_exception_is_one_line(monkeypatch, capsys, exc, status, words):
-    """'Every exception escaping a command becomes one snnkd: error: line'; --debug adds the traceback."""
-    import snnkd.cli.plot_blockwise as pb
-
-    def boom(*_a, **_k):
-        raise exc
-    monkeypatch.setattr(pb, "plot_blockwise", boom)
-    monkeypatch.setattr(pb, "check_paths", lambda **_k: {}, raising=False)
-    monkeypatch.delenv("SNNKD_DEBUG", raising=False)
-    argv = ["plot-blockwise", "--metrics", "m.jsonl", "--out", "o"]
-    assert main(argv) == status
-    lines = capsys.readouterr().err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("snnkd: error: "), lines
-    for w in words:
-        assert w in lines[0], (w, lines[0])
-    for debug_argv, env in ((["--debug", *argv], None), (argv, "1")):
-        if env:
-            monkeypatch.setenv("SNNKD_DEBUG", env)
-        assert main(debug_argv) == status
-        err = capsys.readouterr().err
-        assert "Traceback (most recent call last)" in err and err.splitlines()[-1] == lines[0]
-
-
-def test_interrupt_stays_exit_130(monkeypatch, capsys):
-    import snnkd.cli.plot_blockwise as pb
-
-    def interrupted(*_a, **_k):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(pb, "plot_blockwise", interrupted)
-    monkeypatch.setattr(pb, "check_paths", lambda **_k: {}, raising=False)
-    assert main(["plot-blockwise", "--metrics", "m", "--out", "o"]) == 130
-    assert capsys.readouterr().err.splitlines() == ["snnkd: interrupted"]
-
-
-def test_sigterm_turned_interrupt_exits_143(monkeypatch, capsys):
-    """A SIGTERM the Lava runner turns into an interrupt ends as the shell's 128 + 15."""
-    import signal
-
-    import snnkd.cli.plot_blockwise as pb
-    from snnkd.export.loihi.run import Terminated
-
-    def terminated(*_a, **_k):
-        raise Terminated(signal.SIGTERM)
-    monkeypatch.setattr(pb, "plot_blockwise", terminated)
-    monkeypatch.setattr(pb, "check_paths", lambda **_k: {}, raising=False)
-    assert main(["plot-blockwise", "--metrics", "m", "--out", "o"]) == 143
-    assert capsys.readouterr().err.splitlines() == ["snnkd: interrupted"]
-
-
-def test_help_and_version_still_exit_0(capsys):
-    for argv in (["--help"], ["--version"], ["--debug", "--version"]):
-        with pytest.raises(SystemExit) as e:
-            main(argv)
-        assert e.value.code == 0
 
 
 # --- property: any relation between an input and an output path ---------------------------------------------------
