@@ -40,6 +40,7 @@ def test_quantisation_respects_loihi_formats(arch: str) -> None:
         for s in layer.synapses:
             assert s.w_q.min() >= -256 and s.w_q.max() <= 254 and np.all(s.w_q % 2 == 0)
         assert np.abs(layer.bias_q).max() <= 4096 and 0 < layer.vth < 2**17 and 0 <= layer.dv <= 4096
+        assert layer.bias_exp.min() >= 6 and layer.bias_exp.max() <= (6 if net.sequential else 7)  # netx: 6 only
     # the overflow guards hold on the calibration data: 16-bit synaptic input, 24-bit output
     emu = lq.emulate(net, calib)
     for layer in net.layers:
@@ -138,6 +139,30 @@ def test_lava_graph_run_of_a_residual_net(tmp_path) -> None:
     assert all(v["agreement_emulator"] == 1.0 for v in rep["layers"].values())
     assert rep["spike_agreement_torch"] > 0.7  # quantisation error grows with depth
     assert (tmp_path / "lava" / "network.json").exists() and not (tmp_path / "lava" / "network.net").exists()
+
+
+@needs_lava
+def test_a_bias_that_bounds_the_scale_takes_exponent_7_and_lava_runs_it_bit_exact(tmp_path) -> None:
+    """A channel whose bias alone bounds the layer's scale gets ``bias_exp = 7`` (the others
+    keep 6), which doubles the scale and so the weights' resolution; Lava's ``LIFReset``
+    with that per-neuron exponent equals the emulator bit for bit."""
+    from snnkd.export.loihi.graph import save_net
+    from snnkd.export.loihi.pipeline import _run_and_compare
+
+    model, meta, net, calib, _ = _quantised("resnet_tiny")
+    stem = net.layers[0]
+    stem.bias = stem.bias.copy()
+    stem.bias[0] = 40 * max(float(np.abs(stem.bias).max()), 0.1)
+    lq.quantise(net, calib)
+    assert not net.sequential
+    assert stem.bias_exp[0] == 7 and np.all(stem.bias_exp[1:] == 6)
+    assert stem.scale == pytest.approx(2 * 4095 / stem.bias[0])
+    assert abs(int(stem.bias_q[0]) * 2 - stem.bias[0] * stem.scale) <= 1  # b_q << 7 is b S in 2^-6 units
+    save_net(net, tmp_path)
+    x, y = model_inputs(meta, "data", "test", 6)
+    rep = _run_and_compare(model, tmp_path, net, "graph", x, y, 300, 0, {}, tmp_path / "network.net")
+    assert rep["output_equals_emulator"]
+    assert all(v["agreement_emulator"] == 1.0 for v in rep["layers"].values())
 
 
 @needs_lava

@@ -29,7 +29,7 @@ import numpy as np
 
 from snnkd import io
 from snnkd.errors import SnnkdError
-from snnkd.export.loihi.quant import Layer, LoihiNet, Synapse
+from snnkd.export.loihi.quant import BIAS_EXP, Layer, LoihiNet, Synapse
 
 INPUT_MESSAGE_BITS = 8
 RELAY_WEIGHT, RELAY_VTH = 2, 1   # one spike: v = 2 << 6 > 1 << 6
@@ -52,12 +52,14 @@ def save_net(net: LoihiNet, out_dir: str | Path) -> None:
             "input_bits": net.input_bits, "layers": []}
     arrays: dict[str, np.ndarray] = {}
     for i, layer in enumerate(net.layers):
-        d = {k: v for k, v in asdict(layer).items() if k not in ("synapses", "bias", "bias_q")}
+        d = {k: v for k, v in asdict(layer).items() if k not in ("synapses", "bias", "bias_q", "bias_exp")}
         d["shape"] = list(layer.shape)
         d["threshold"] = d["threshold"] if math.isfinite(d["threshold"]) else None  # output layer: inf; strict JSON
         d["synapses"] = []
         arrays[f"l{i}_bias_q"] = layer.bias_q
         arrays[f"l{i}_bias"] = layer.bias
+        if layer.bias_exp is not None:
+            arrays[f"l{i}_bias_exp"] = layer.bias_exp
         for j, s in enumerate(layer.synapses):
             sd = {k: v for k, v in asdict(s).items() if k not in ("weight", "w_q")}
             d["synapses"].append(sd)
@@ -83,19 +85,25 @@ def load_net(out_dir: str | Path) -> LoihiNet:
             if d.get("threshold") is None:  # written as null: a layer that never fires
                 d["threshold"] = math.inf
             layers.append(Layer(**{**d, "shape": tuple(d["shape"]), "synapses": syns,
-                                   "bias": arrays[f"l{i}_bias"], "bias_q": arrays[f"l{i}_bias_q"]}))
+                                   "bias": arrays[f"l{i}_bias"], "bias_q": arrays[f"l{i}_bias_q"],
+                                   "bias_exp": arrays[f"l{i}_bias_exp"] if f"l{i}_bias_exp" in arrays else None}))
         return LoihiNet(layers, tuple(meta["input_shape"]), int(meta["T"]), int(meta["input_bits"]))
     except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as e:
         raise SnnkdError(f"{out_dir}: not a readable snnkd Loihi network: {type(e).__name__}: {e}") from None
 
 
 # ------------------------------------------------------------------ processes
-def _lif(shape_xyz: tuple[int, ...], vth: int, dv: int, bias_q: np.ndarray | None, depth: int, T: int, name: str):
+def _lif(shape_xyz: tuple[int, ...], vth: int, dv: int, bias_q: np.ndarray | None, depth: int, T: int, name: str,
+         bias_exp: np.ndarray | None = None):
     from lava.proc.lif.process import LIFReset
-    bias = np.zeros(shape_xyz, np.int32)
-    if bias_q is not None:
-        bias[...] = bias_q if len(shape_xyz) == 1 else bias_q.reshape(1, 1, -1)  # per channel (z)
-    return LIFReset(shape=shape_xyz, vth=int(vth), du=4095, dv=int(dv), bias_mant=bias, bias_exp=6,
+
+    def per_neuron(a: np.ndarray | None, fill: int) -> np.ndarray:
+        out = np.full(shape_xyz, fill, np.int32)
+        if a is not None:
+            out[...] = a if len(shape_xyz) == 1 else a.reshape(1, 1, -1)  # per channel (z)
+        return out
+    return LIFReset(shape=shape_xyz, vth=int(vth), du=4095, dv=int(dv), bias_mant=per_neuron(bias_q, 0),
+                    bias_exp=per_neuron(bias_exp, BIAS_EXP),
                     reset_interval=T, reset_offset=(1 + depth) % T, name=name)
 
 
@@ -121,7 +129,7 @@ def build_graph(net: LoihiNet, source) -> dict[str, object]:
     neurons: dict[str, object] = {}
     for layer in net.layers:
         xyz = tuple(to_xyz(np.zeros(layer.shape)).shape) if len(layer.shape) == 3 else layer.shape
-        lif = _lif(xyz, layer.vth, layer.dv, layer.bias_q, layer.depth, net.T, layer.name)
+        lif = _lif(xyz, layer.vth, layer.dv, layer.bias_q, layer.depth, net.T, layer.name, layer.bias_exp)
         for j, syn in enumerate(layer.synapses):
             port, in_xyz, depth = ports[syn.src]
             for r in range(syn.relays):  # identity stages: same shape, one step each
