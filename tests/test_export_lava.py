@@ -141,6 +141,27 @@ def test_lava_graph_run_of_a_residual_net(tmp_path) -> None:
     assert (tmp_path / "lava" / "network.json").exists() and not (tmp_path / "lava" / "network.net").exists()
 
 
+def test_input_bits_trade_input_precision_for_weight_levels(monkeypatch) -> None:
+    """The input layer's 16-bit synaptic input bounds ``|w_q| |x_q|``: with that bound made
+    tight (``A_IN_MAX`` 2^11), the most input bits leave the stem few weight levels, and
+    ``choose_input_bits`` takes fewer input bits where the stem's spikes agree better with
+    the float model; each score is the stem's agreement after quantising with that ``q``."""
+    model, meta, net, calib, _ = _quantised("resnet_tiny")
+    monkeypatch.setattr(lq, "A_IN_MAX", 2**11 - 1)
+    q_max = lq.max_input_bits(calib)
+    q, scores = lq.choose_input_bits(net, calib)
+    assert sorted(scores) == [q_max - 2, q_max - 1, q_max]
+    assert q < q_max and scores[q] > scores[q_max]
+    stem = net.layers[0].name
+    levels = {}
+    for k in (q_max, q):
+        summary = lq.quantise(net, calib, k)
+        levels[k] = max(abs(summary[stem]["weight_min"]), summary[stem]["weight_max"])
+        agree = float((lq.emulate(net, calib)[stem] == lq.float_forward(net, calib)[stem]).double().mean())
+        assert agree == pytest.approx(scores[k])
+    assert levels[q] > levels[q_max]
+
+
 @needs_lava
 def test_a_bias_that_bounds_the_scale_takes_exponent_7_and_lava_runs_it_bit_exact(tmp_path) -> None:
     """A channel whose bias alone bounds the layer's scale gets ``bias_exp = 7`` (the others

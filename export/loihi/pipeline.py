@@ -75,7 +75,8 @@ def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: 
     net = lq.from_nir(graph, T)
     torch.manual_seed(seed)
     calib = model.encoder(calib_x, T)
-    quant = lq.quantise(net, calib)
+    q, tried = lq.choose_input_bits(net, calib)
+    quant = lq.quantise(net, calib, q)
     shifts = lq.calibrate_thresholds(net, calib) if calibrate > 0 else {}
     mode = "netx" if net.sequential else "graph"
     # built in a temporary directory that replaces OUT only once the run succeeded
@@ -87,7 +88,8 @@ def _build_and_run(model: StagedNet, meta: dict, out: Path, x: torch.Tensor, y: 
             write_netx(net, tmp / "network.net")
             check_netx(tmp / "network.net")
         info = {"nir": str(nir_path if nir_path is not None else out / "model.nir"), "quantisation": quant,
-                "calibration": {"samples": calibrate, "vth_shifts": shifts}}
+                "calibration": {"samples": calibrate, "vth_shifts": shifts},
+                "input_bits_search": {"chosen": q, "input_layer_agreement": {str(k): v for k, v in tried.items()}}}
         result = _run_and_compare(model, tmp, net, mode, x, y, timeout, seed, info, tmp / "network.net", whole_set, batches)
     result["out"] = str(out)
     return result
