@@ -281,15 +281,18 @@ def max_input_bits(calib: torch.Tensor | None) -> int:
     return max(0, min(7, int(math.floor(math.log2(127.0 / max(xmax, 1e-6))))))
 
 
-def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int | None = None) -> dict:
+def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int | None = None,
+             float_spikes: dict[str, torch.Tensor] | None = None) -> dict:
     """Choose every layer's scale and set ``w_q``, ``vth``, ``bias_q``, ``dv`` in place.
 
     ``calib``: encoded calibration inputs ``[T, B, C, H, W]`` (float) for the overflow
     guards; the float model is run on them layer by layer.  ``input_bits``: the input's
-    fixed-point bits ``q`` (default: the most that keep ``|x| 2^q <= 127``).  Returns a summary."""
+    fixed-point bits ``q`` (default: the most that keep ``|x| 2^q <= 127``).  ``float_spikes``:
+    :func:`float_forward` of ``calib`` when the caller has it already.  Returns a summary."""
     net.input_bits = max_input_bits(calib) if input_bits is None else int(input_bits)
     in_scale = {"input": 2.0 ** net.input_bits}
-    float_spikes = float_forward(net, calib) if calib is not None else None
+    if float_spikes is None and calib is not None:
+        float_spikes = float_forward(net, calib)
     e_max = BIAS_EXP if net.sequential else BIAS_EXP_MAX  # sequential nets go to netx: bias_exp 6 only
     summary = {}
     for layer in net.layers:
@@ -343,7 +346,7 @@ def choose_input_bits(net: LoihiNet, calib: torch.Tensor, tries: int = 3) -> tup
     q_max = max_input_bits(calib)
     scores: dict[int, float] = {}
     for q in range(q_max, max(-1, q_max - tries), -1):
-        quantise(net, calib, q)
+        quantise(net, calib, q, ref)  # the float model does not depend on q: run once
         emu = emulate(net, calib)
         scores[q] = float(np.mean([float((emu[n] == ref[n]).to(torch.float64).mean()) for n in fed]))
     best = max(scores, key=lambda q: (scores[q], q))
