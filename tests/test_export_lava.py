@@ -162,6 +162,46 @@ def test_input_bits_trade_input_precision_for_weight_levels(monkeypatch) -> None
     assert levels[q] > levels[q_max]
 
 
+def _mean_input_error(net: lq.LoihiNet, layer: lq.Layer, ref: dict) -> np.ndarray:
+    """Per channel, the mean over ``ref``'s samples of (the quantised layer's input, in real
+    units) minus (the float layer's input), both fed the float model's spikes: written out
+    with ``F.conv2d``/``F.linear`` here, not with the quantiser's helpers."""
+    import torch.nn.functional as F
+    def current(s: lq.Synapse, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        if s.kind == "conv":
+            return F.conv2d(x, k, None, s.stride, s.padding, s.dilation, s.groups)
+        return F.linear(x.flatten(1) if s.flatten else x, k)
+
+    diff = 0.0
+    for s in layer.synapses:
+        x = ref[s.src].flatten(0, 1)
+        w_eff = torch.as_tensor(s.w_q, dtype=torch.float64) / layer.scale
+        diff = diff + current(s, x, w_eff) - current(s, x, torch.as_tensor(s.weight, dtype=torch.float64))
+    b = lq.bias_units(layer) / (64.0 * layer.scale) - layer.bias
+    dims = (0, 2, 3) if diff.dim() == 4 else (0,)
+    return diff.mean(dim=dims).numpy() + b
+
+
+def test_bias_correction_cancels_each_channels_mean_rounding_error() -> None:
+    """Rounding a layer's weights to 8 bits shifts each channel's mean input; with bias
+    correction (the default) the bias absorbs that shift on the calibration samples, up to
+    the bias's own rounding; without it the shift stays, several bias steps large."""
+    model, meta, net, calib, _ = _quantised("resnet_tiny")
+    ref = lq.float_forward(net, calib)
+    hidden = [lay for lay in net.layers if all(s.src != "input" for s in lay.synapses)]
+    plain = {}
+    lq.quantise(net, calib, net.input_bits, ref, bias_correction=False)
+    for lay in hidden:
+        plain[lay.name] = (np.abs(_mean_input_error(net, lay, ref)), 2.0 ** (lay.bias_exp - 6) / lay.scale)
+    lq.quantise(net, calib, net.input_bits, ref)
+    for lay in hidden:
+        step = 2.0 ** (lay.bias_exp - 6) / lay.scale  # one bias step in real units
+        err = np.abs(_mean_input_error(net, lay, ref))
+        assert np.all(err <= 0.5 * step + 1e-9), lay.name
+    # it had something to correct: without it some channel is off by more than 2 bias steps
+    assert max(float((e / st).max()) for e, st in plain.values()) > 2.0
+
+
 @needs_lava
 def test_a_bias_that_bounds_the_scale_takes_exponent_7_and_lava_runs_it_bit_exact(tmp_path) -> None:
     """A channel whose bias alone bounds the layer's scale gets ``bias_exp = 7`` (the others

@@ -282,13 +282,14 @@ def max_input_bits(calib: torch.Tensor | None) -> int:
 
 
 def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int | None = None,
-             float_spikes: dict[str, torch.Tensor] | None = None) -> dict:
+             float_spikes: dict[str, torch.Tensor] | None = None, bias_correction: bool = True) -> dict:
     """Choose every layer's scale and set ``w_q``, ``vth``, ``bias_q``, ``dv`` in place.
 
     ``calib``: encoded calibration inputs ``[T, B, C, H, W]`` (float) for the overflow
     guards; the float model is run on them layer by layer.  ``input_bits``: the input's
     fixed-point bits ``q`` (default: the most that keep ``|x| 2^q <= 127``).  ``float_spikes``:
-    :func:`float_forward` of ``calib`` when the caller has it already.  Returns a summary."""
+    :func:`float_forward` of ``calib`` when the caller has it already.  ``bias_correction``
+    (with ``calib``): see :func:`weight_error`.  Returns a summary."""
     net.input_bits = max_input_bits(calib) if input_bits is None else int(input_bits)
     in_scale = {"input": 2.0 ** net.input_bits}
     if float_spikes is None and calib is not None:
@@ -313,7 +314,10 @@ def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int |
         layer.scale = float(S)
         for s in layer.synapses:
             s.w_q = _even_round(s.weight * S / in_scale.get(s.src, 1.0)).astype(np.int64)
-        b = layer.bias * S  # in units of 2^-6 of the membrane, as the weights
+        corr = np.zeros_like(layer.bias)
+        if bias_correction and float_spikes is not None:
+            corr = weight_error(layer, S, in_scale, float_spikes, calib)
+        b = (layer.bias - corr) * S  # in units of 2^-6 of the membrane, as the weights
         e = np.zeros(b.shape, np.int64)  # extra exponent over BIAS_EXP, per channel: the smallest that fits
         for _ in range(e_max - BIAS_EXP):
             e = np.where(np.abs(np.round(b / 2.0 ** e)) > BIAS_MAX, e + 1, e)
@@ -326,9 +330,37 @@ def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int |
                                "weight_max": int(max(s.w_q.max() for s in layer.synapses)),
                                "bias_min": int(layer.bias_q.min()), "bias_max": int(layer.bias_q.max()),
                                "bias_exp_max": int(layer.bias_exp.max()),
+                               "bias_correction_max": float(np.abs(corr).max()),
                                "depth": layer.depth, "relays": [s.relays for s in layer.synapses]}
     summary["input_bits"] = net.input_bits
     return summary
+
+
+@torch.no_grad()
+def weight_error(layer: Layer, S: float, in_scale: dict[str, float], float_spikes: dict[str, torch.Tensor],
+                 calib: torch.Tensor) -> np.ndarray:
+    """The mean current error per channel (per neuron for dense) that rounding the
+    weights adds, in real units, on the float model's own inputs over the calibration set:
+
+        e_c = mean_{t, b, h, w} sum_syn (W_q s_src / S - W) x_src          (s_src = 2^q or 1)
+
+    ``quantise`` subtracts it from the bias (empirical bias correction, as in Nagel et al.
+    2019, "Data-free quantization through weight equalization and bias correction"): the
+    8-bit weights of a channel with few levels shift its mean input, and since one threshold
+    serves the whole layer, :func:`calibrate_thresholds` can only remove the part of that
+    shift common to all channels; this removes each channel's own.  Measured 2026-12-02 on a
+    Fashion-MNIST ``resnet_fm`` student (IF, T = 4, all 10,000 test images): the spike
+    agreement with PyTorch of every layer after the stem rose by 0.4-0.75 pp (e.g. 97.53 ->
+    98.27 %), the prediction agreement only from 96.73 to 96.75 %."""
+    err = None
+    for syn in layer.synapses:
+        x = calib if syn.src == "input" else float_spikes[syn.src]
+        x = x.to(torch.float64).flatten(0, 1)  # [T B, ...]
+        dw = syn.w_q.astype(np.float64) * in_scale.get(syn.src, 1.0) / S - syn.weight
+        e = _syn_current(syn, x, dw)
+        err = e if err is None else err + e
+    dims = [0, 2, 3] if err.dim() == 4 else [0]
+    return err.mean(dim=dims).numpy()
 
 
 @torch.no_grad()
