@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (scripts/test.sh runs `-n auto`) each worker is one process per core:
+# one thread each, for the worker and the `snnkd` commands it starts, so that N workers do
+# not ask for N x cores threads.  Set before torch is imported anywhere in the worker.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--dataset", "digits", "--limit-train", "300", "--epochs", "2", "--batch-size", "32",
          "--lr", "0.05", "--no-progress"]
