@@ -282,7 +282,7 @@ def max_input_bits(calib: torch.Tensor | None) -> int:
 
 
 def quantise(net: LoihiNet, calib: torch.Tensor | None = None, input_bits: int | None = None,
-             float_spikes: dict[str, torch.Tensor] | None = None, bias_correction: bool = True) -> dict:
+             float_spikes: dict[str, torch.Tensor] | None = None, bias_correction: bool = False) -> dict:
     """Choose every layer's scale and set ``w_q``, ``vth``, ``bias_q``, ``dv`` in place.
 
     ``calib``: encoded calibration inputs ``[T, B, C, H, W]`` (float) for the overflow
