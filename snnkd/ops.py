@@ -125,7 +125,7 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
                     rec.input = kind
                 add_layer_counts(rec, mod, x, out, kind, scale or 1.0, T)
                 if kind != "real":
-                    rec.input_rate += float(torch.round(x * scale).mean() / scale) * x.shape[0]
+                    rec.input_rate += float(torch.round(x.float() * scale).mean() / scale) * x.shape[0]
             handles.append(m.register_forward_hook(hook))
         elif isinstance(m, (nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)):
             def phook(mod, inp, out):
@@ -142,7 +142,7 @@ def count_ops(model: StagedNet, batches, device: torch.device | str = "cpu") -> 
                 unit = float(getattr(mod, "spike_value", 1.0))  # a converted neuron's spikes carry lambda
                 if unit != 1.0:
                     scaled[id(out)] = (out, 1.0 / unit)  # counted as spikes (snnkd.convert.ScaledIF)
-                report.firing_rates[name] += float(out.mean()) / unit * out.shape[0]
+                report.firing_rates[name] += float(out.float().mean()) / unit * out.shape[0]  # bf16 spikes: fp32 sum
                 report.neurons[name] += float(out.numel())
             handles.append(m.register_forward_hook(nhook))
     was_training = model.training

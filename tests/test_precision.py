@@ -57,11 +57,24 @@ def test_neuron_state_fp32_and_spikes_binary_under_bf16(mode):
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
         s = neuron(x)
     assert neuron.v.dtype == torch.float32
+    assert s.dtype == torch.bfloat16  # back in the current's dtype: the next layer's, no cast there
     assert set(s.unique().tolist()) <= {0.0, 1.0} and s.sum() > 0
     ref = SpikingNeuron(NeuronConfig(kind="lif", decay=0.9), T=4)
     assert torch.equal(s, ref(x.float()))  # the same spikes as fp32 arithmetic on the same current
     if mode == "record":
         assert neuron.rate_r.dtype == neuron.rate_e.dtype == torch.float32
+
+
+def test_stage_rates_are_fp32_under_bf16():
+    """The spikes come back in bf16, but the stage features and rates that KD terms read are fp32,
+    equal to those of the same forward with fp32 spikes handed on."""
+    snn = _snn().eval()
+    x, _ = _batch(4)
+    with torch.no_grad(), Precision("bf16", x.device).forward():
+        out = snn.forward_stages(x)
+    for name, r in out.rates.items():
+        assert r.dtype == out.features[name].dtype == torch.float32, name
+        assert torch.all((r * snn.T).round() == r * snn.T)  # rates of spike counts over T steps
 
 
 def test_threshold_is_decided_in_fp32():

@@ -173,6 +173,8 @@ class StagedNet(nn.Module):
         out = StageOutput(logits=logits_t.mean(0), logits_t=logits_t)
         for name, f in feats.items():
             ft = self._unfold(f)
+            if self.is_spiking:  # bf16/fp16 spikes (SpikingNeuron) as fp32: rates and KD terms in fp32
+                ft = ft.float()
             out.features[name] = ft if self.is_spiking else ft[0]
             out.rates[name] = ft.mean(0)
             if preacts:
