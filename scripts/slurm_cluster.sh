@@ -8,10 +8,15 @@
 #   bash scripts/slurm_cluster.sh stop     # stop the daemons by the pids in their pid files
 #
 # STATE (default /tmp/snnkd-slurm) holds spool dirs, logs and pid files.  The config must
-# live at /etc/slurm/slurm.conf because the Snakemake plugin drops SLURM_CONF.
+# live at /etc/slurm/slurm.conf because the Snakemake plugin drops SLURM_CONF.  `start`
+# refuses to overwrite a slurm.conf or gres.conf it did not write, and `stop` removes the
+# two it wrote: a config left behind names a controller that is gone, and then every
+# `snakemake` on the machine waits about 9 s at start-up, where the SLURM executor plugin
+# runs `scontrol show config` (which retries the dead controller) to word its help text.
 set -euo pipefail
 STATE=${SNNKD_SLURM_STATE:-/tmp/snnkd-slurm}
 CONF_DIR=/etc/slurm
+MARK="# Written by snnkd scripts/slurm_cluster.sh: single-node test cluster."
 
 die() { echo "slurm_cluster: $*" >&2; exit 1; }
 
@@ -27,13 +32,20 @@ install_packages() {
     die "apt-get could not install munge slurmctld slurmd slurm-client"
 }
 
+ours() {  # the file is absent or was written by this script
+  [ ! -e "$1" ] || [ "$(head -n 1 "$1")" = "$MARK" ]
+}
+
 write_config() {
-  local cpus mem
+  local cpus mem f
+  for f in "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"; do
+    ours "$f" || die "$f exists and was not written by this script: not overwriting a real SLURM config"
+  done
   cpus=$(nproc)
   mem=$(( $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) * 8 / 10 ))
   mkdir -p "$CONF_DIR" "$STATE/ctld" "$STATE/d"
   cat > "$CONF_DIR/slurm.conf" <<EOF
-# Written by snnkd scripts/slurm_cluster.sh: single-node test cluster.
+$MARK
 ClusterName=snnkd
 SlurmctldHost=localhost
 SlurmUser=root
@@ -57,7 +69,7 @@ JobCompLoc=$STATE/jobcomp.log
 NodeName=localhost CPUs=$cpus RealMemory=$mem Gres=gpu:1 State=UNKNOWN
 PartitionName=main Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
-  echo "Name=gpu Count=1 File=/dev/null" > "$CONF_DIR/gres.conf"
+  printf '%s\nName=gpu Count=1 File=/dev/null\n' "$MARK" > "$CONF_DIR/gres.conf"
 }
 
 start_munge() {
@@ -119,6 +131,10 @@ stop() {
     stop_pidfile "$(cat "$STATE/munged.pidfile")"
     rm -f "$STATE/munged.pidfile"
   fi
+  local f
+  for f in "$CONF_DIR/slurm.conf" "$CONF_DIR/gres.conf"; do
+    if [ -e "$f" ] && ours "$f"; then rm -f "$f"; fi
+  done
   echo "slurm_cluster: stopped" >&2
 }
 

@@ -41,4 +41,6 @@ def test_workflow_on_real_slurm(tmp_path: Path):
     assert (tmp_path / "wf" / "results" / "summary" / "summary.tsv").is_file()
     stopped = subprocess.run(["pgrep", "-x", "slurmctld"], capture_output=True).returncode != 0
     assert stopped, "slurmctld still running after the script stopped the cluster"
+    # the config it wrote is gone: a stale one makes every later snakemake wait ~9 s on scontrol
+    assert not Path("/etc/slurm/slurm.conf").exists() and not Path("/etc/slurm/gres.conf").exists()
     print(out)  # cluster start-up and workflow times, shown with pytest -s / -rA
