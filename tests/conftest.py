@@ -70,3 +70,17 @@ def teacher_pt(tmp_path_factory) -> Path:
                "--no-progress"])
     assert rc == 0
     return d / "model.pt"
+
+
+# Longest first (LPT scheduling): under pytest-xdist the last tests handed out decide when the
+# run ends, so the few multi-minute tests (each a whole workflow: measured 80-180 s on 2 cores)
+# start first, then the other `slow` ones, then the rest, each group in file order.
+LONGEST = ("tests/test_reproduce.py::", "tests/test_slurm.py::", "tests/test_workflow_resume.py::")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def rank(item) -> int:
+        if item.nodeid.startswith(LONGEST):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+    items.sort(key=rank)  # stable: file order within each rank

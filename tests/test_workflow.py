@@ -121,6 +121,12 @@ def test_lint_clean(tmp_path: Path):
     assert "Congratulations, your workflow is in a good condition" in r.stdout + r.stderr
 
 
+# Under pytest-xdist (scripts/test.sh) the tests that read the tiny run share one worker
+# (`--dist loadgroup`): a module fixture runs once per worker that needs it, and this one
+# trains a teacher and two students.
+TINY_RUN_WORKER = pytest.mark.xdist_group("tiny_run")
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """The tiny grid run for real once: teacher, baseline and logit students, summary, plots."""
@@ -131,6 +137,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@TINY_RUN_WORKER
 @pytest.mark.timeout(900)
 def test_real_run_writes_results_logs_benchmarks(tiny_run: Path):
     sid = "digits/rt/rt/logit/bptt/T2/seed0"
@@ -152,6 +159,7 @@ def test_real_run_writes_results_logs_benchmarks(tiny_run: Path):
 
 
 @pytest.mark.slow
+@TINY_RUN_WORKER
 def test_second_run_has_nothing_to_do(tiny_run: Path):
     r = smk(tiny_run, "-n", "--configfile", str(TINY))
     assert r.returncode == 0
@@ -159,6 +167,7 @@ def test_second_run_has_nothing_to_do(tiny_run: Path):
 
 
 @pytest.mark.slow
+@TINY_RUN_WORKER
 def test_reordered_config_reruns_nothing(tiny_run: Path, tmp_path: Path):
     """The same values with keys in another order: no params change, nothing to do."""
     same = tmp_path / "sorted.yaml"
@@ -168,6 +177,7 @@ def test_reordered_config_reruns_nothing(tiny_run: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
+@TINY_RUN_WORKER
 def test_hyperparameter_change_reruns_only_dependants(tiny_run: Path, tmp_path: Path):
     """A logit parameter change reruns the logit student and what reads it, nothing else."""
     cfg = yaml.safe_load(TINY.read_text())
@@ -183,6 +193,7 @@ def test_hyperparameter_change_reruns_only_dependants(tiny_run: Path, tmp_path: 
 
 
 @pytest.mark.slow
+@TINY_RUN_WORKER
 def test_report_embeds_summary_table(tiny_run: Path):
     r = smk(tiny_run, "--configfile", str(TINY), "--report", "report.html")
     assert r.returncode == 0, r.stderr[-2000:]
