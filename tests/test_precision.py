@@ -65,6 +65,26 @@ def test_neuron_state_fp32_and_spikes_binary_under_bf16(mode):
         assert neuron.rate_r.dtype == neuron.rate_e.dtype == torch.float32
 
 
+@pytest.mark.parametrize("reset, detach", [("hard", True), ("hard", False), ("soft", True)])
+def test_fused_kernel_takes_a_bf16_current_without_an_fp32_copy(reset, detach):
+    """A bf16 current into the fused kernel: the same spikes and the same input gradient
+    (rounded to bf16) as the fp32 kernel on that current; spikes and gradient in bf16."""
+    torch.manual_seed(3)
+    cfg = NeuronConfig(kind="lif", decay=0.8, reset=reset, detach_reset=detach)
+    x16 = (torch.randn(4 * 8, 6) * 1.5).to(torch.bfloat16).requires_grad_()
+    x32 = x16.detach().float().requires_grad_()
+    w = torch.randn(4 * 8, 6).to(torch.bfloat16).float()  # exact in bf16: both see one upstream gradient
+    outs = {}
+    for x in (x16, x32):
+        s = SpikingNeuron(cfg, T=4)(x)
+        (s.float() * w).sum().backward()
+        outs[x.dtype] = s
+    assert outs[torch.bfloat16].dtype == x16.grad.dtype == torch.bfloat16
+    assert torch.equal(outs[torch.bfloat16].float(), outs[torch.float32])
+    assert x32.grad.abs().sum() > 0
+    assert torch.equal(x16.grad, x32.grad.to(torch.bfloat16))
+
+
 def test_stage_rates_are_fp32_under_bf16():
     """The spikes come back in bf16, but the stage features and rates that KD terms read are fp32,
     equal to those of the same forward with fp32 spikes handed on."""

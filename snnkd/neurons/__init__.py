@@ -24,14 +24,13 @@ model (:class:`TimeSteps`, written only by ``StagedNet.set_T`` / ``model.timeste
 
 from snnkd.neurons.config import SURROGATES, NeuronConfig, SurrogateKind
 from snnkd.neurons.eligibility import rate_fn, record_steps
-from snnkd.neurons.equation import neuron_step, reset_factor, run_steps, unroll
+from snnkd.neurons.equation import neuron_step, reset_factor, run_steps, state_dtype, unroll
 from snnkd.neurons.fused import multi_step
 from snnkd.neurons.module import (
                                   RUNNERS,
                                   NeuronRunner,
                                   SpikingNeuron,
                                   TimeSteps,
-                                  fp32_current,
                                   register_runner,
                                   reset_net,
 )
@@ -45,7 +44,6 @@ __all__ = [
                                   "SpikingNeuron",
                                   "SurrogateKind",
                                   "TimeSteps",
-                                  "fp32_current",
                                   "multi_step",
                                   "neuron_step",
                                   "rate_fn",
@@ -53,6 +51,7 @@ __all__ = [
                                   "register_runner",
                                   "reset_factor",
                                   "reset_net",
+                                  "state_dtype",
                                   "run_steps",
                                   "spike_fn",
                                   "surrogate_grad",

@@ -49,7 +49,7 @@ def record_steps(
             if cfg.beta != 1.0:
                 kappa.mul_(cfg.beta)
             e.addcmul_(kappa.add_(1.0), sg[t])
-    r = spikes.mean(0)
+    r = spikes.mean(0, dtype=sg.dtype)  # fp32 under mixed precision, as e
     return spikes, r, e.div_(T), v
 
 

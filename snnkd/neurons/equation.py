@@ -62,12 +62,25 @@ def run_steps(x_seq: torch.Tensor, cfg: NeuronConfig, v0: torch.Tensor | None = 
     return torch.stack(out), v
 
 
+def state_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the membrane for input ``x``: fp32 for a bf16/fp16 current, else its own.
+
+    Under mixed precision the neuron keeps its membrane (and eligibility) in fp32 so that a
+    spike is decided on an fp32 potential: in bf16 (8-bit mantissa) the threshold and every
+    potential near it would be rounded to steps of 2^-7, and a small current added to a large
+    membrane over ``T`` steps would be lost.  The low-precision current is promoted inside the
+    charge ``H_t = beta V_{t-1} + X_t`` (no separate fp32 copy of ``X``)."""
+    return torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype
+
+
 def unroll(x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig) -> Buffers:
     """:func:`neuron_step` over ``x_seq`` without a graph, into preallocated ``[T, ...]``
-    buffers: returns pre-reset membranes ``H``, spikes ``S`` and the final ``V_T``."""
-    h = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
-    spikes = torch.empty_like(h)
-    v = torch.zeros_like(h[0]) if v0 is None else v0.clone(memory_format=torch.contiguous_format)
+    buffers: returns pre-reset membranes ``H`` and the final ``V_T`` in
+    :func:`state_dtype`, and spikes ``S`` in the input's dtype (0/1: exact in bf16/fp16,
+    and the dtype the next layer computes in)."""
+    h = torch.empty_like(x_seq, dtype=state_dtype(x_seq), memory_format=torch.contiguous_format)
+    spikes = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
+    v = torch.zeros_like(h[0]) if v0 is None else v0.to(h.dtype).clone(memory_format=torch.contiguous_format)
     for t in range(x_seq.shape[0]):
         neuron_step(x_seq[t], v, cfg, surrogate=False, out=(h[t], spikes[t], v))
     return h, spikes, v

@@ -25,7 +25,7 @@ class _MultiStepFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):  # type: ignore[override]
         h, spikes, v = unroll(x_seq, v0, cfg)
-        ctx.cfg, ctx.has_v0, ctx.done = cfg, v0 is not None, False
+        ctx.cfg, ctx.has_v0, ctx.done, ctx.x_dtype = cfg, v0 is not None, False, x_seq.dtype
         if need_grad:
             keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset) else None
             sg = surrogate_grad_(h.sub_(cfg.threshold), cfg.surrogate, cfg.width)
@@ -41,7 +41,7 @@ class _MultiStepFn(torch.autograd.Function):
         T, beta = sg.shape[0], cfg.beta
         rho: torch.Tensor | None = None  # dv_t/dh_t when it involves sg (reset not detached)
         if not cfg.detach_reset:
-            rho = 1.0 - cfg.threshold * sg if cfg.reset == "soft" else (1.0 - spikes).sub_(h * sg)
+            rho = 1.0 - cfg.threshold * sg if cfg.reset == "soft" else (1.0 - spikes.to(sg.dtype)).sub_(h * sg)
         if g_s is None:
             gh = torch.zeros_like(sg)
         elif rho is None:  # sg is needed no more: turn it into dL/dh in place
@@ -64,7 +64,7 @@ class _MultiStepFn(torch.autograd.Function):
         for t in range(T - 2, -1, -1):  # dL/dv_t = beta dL/dh_{t+1}
             add_dv(t, gh[t + 1], beta)
         g_v0 = gh[0] * beta if ctx.has_v0 else None
-        return gh, g_v0, None, None
+        return gh.to(ctx.x_dtype), g_v0, None, None
 
 
 def multi_step(x_seq: torch.Tensor, cfg: NeuronConfig,

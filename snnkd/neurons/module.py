@@ -13,18 +13,6 @@ from snnkd.neurons.config import NeuronConfig
 from snnkd.neurons.fused import multi_step
 
 
-def fp32_current(x: torch.Tensor) -> torch.Tensor:
-    """A bf16/fp16 input current as fp32 (other dtypes unchanged).
-
-    Under mixed precision (``--precision bf16|fp16``) only convolutions and linear layers
-    compute in the low precision; the neuron keeps its membrane and eligibility in fp32
-    so that a spike is decided on an fp32 potential: in bf16 (8-bit mantissa) the
-    threshold itself and every potential near it would be rounded to steps of 2^-7, and
-    a small current added to a large membrane over ``T`` steps would be lost.  The spikes
-    are 0/1, exact in every precision."""
-    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
-
-
 class TimeSteps:
     """The number of time steps ``T``, one object shared by a model and all its neurons.
 
@@ -69,13 +57,13 @@ class SpikingNeuron(nn.Module):
     ``runner`` (None outside a trainer's pass) takes over the time loop; ``mode`` names it
     (``"spike"`` when there is none; ``"record"`` and ``"rate"`` are the rate trainer's).
 
-    A bf16/fp16 input is cast to fp32 first (:func:`fp32_current`): the state is fp32
-    whatever the precision of the layers around the neuron.  The output goes back to the
-    input's dtype: spikes are 0/1, exact in bf16/fp16, and the next convolution would cast
-    them to its autocast dtype anyway; returning them in that dtype saves that cast and its
-    backward (measured on the ResNet-18 BPTT step, T = 4, bf16: 4184 -> 3880 ms, 7 %;
-    ``benchmarks/train_step.py``).  Reductions over spikes that report figures (firing
-    rates, SynOps, stage rates) convert to fp32 first.
+    Mixed precision: the membrane and eligibility are fp32 whatever the precision of the
+    layers around the neuron (:func:`~snnkd.neurons.equation.state_dtype`); a bf16/fp16
+    current is promoted inside the charge, and the spikes come out in the current's dtype:
+    0/1 are exact there, and the next convolution computes in it.  Neither side needs a
+    separate cast of a ``[T*B, ...]`` tensor (measured on the ResNet-18 step, T = 4, bf16:
+    BPTT 4184 -> 3880 ms with the output cast removed; ``benchmarks/train_step.py``).
+    Reductions over spikes that report figures (firing rates, SynOps, stage rates) run in fp32.
     """
 
     def __init__(self, cfg: NeuronConfig | None = None, T: int = 1, **kwargs) -> None:
@@ -114,13 +102,11 @@ class SpikingNeuron(nn.Module):
         return self.v if self.v is not None and self.v.shape == x_seq.shape[1:] else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = fp32_current(x)
         if self.runner is not None:
-            return self.runner(self, x).to(dtype)
+            return self.runner(self, x).to(x.dtype)
         x_seq = self.unfold(x)
         spikes, self.v = multi_step(x_seq, self.cfg, self.initial_v(x_seq))
-        return spikes.reshape(x.shape).to(dtype)
+        return spikes.reshape(x.shape)
 
     # --- the runner, by name ---------------------------------------------------------
     @property

@@ -58,9 +58,9 @@ class Precision:
     and the method's adapters) compute in the low precision under ``torch.autocast`` for
     the device type the run uses (never a literal).  A convolution's output stays low
     precision into the BatchNorm after it (which accumulates its statistics in fp32 and
-    keeps fp32 parameters and running statistics); the neurons cast their input current
-    to fp32 (:func:`snnkd.neurons.fp32_current`): membrane potentials and eligibilities
-    are fp32 state, so a spike is decided by comparing an fp32 potential with the
+    keeps fp32 parameters and running statistics); the neurons promote their input current
+    to fp32 inside the charge (:func:`snnkd.neurons.state_dtype`) and hand 0/1 spikes on in
+    the current's dtype: membrane potentials and eligibilities are fp32 state, so a spike is decided by comparing an fp32 potential with the
     threshold, and bf16's 8-bit mantissa (a step of 2^-7 near 1.0) neither moves the
     threshold nor loses small currents added to a large membrane over ``T`` steps.  A
     linear layer's output (the logits, adapter outputs) is cast back to fp32 at once, so
