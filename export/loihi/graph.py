@@ -29,7 +29,8 @@ import numpy as np
 
 from snnkd import io
 from snnkd.errors import SnnkdError
-from snnkd.export.loihi.quant import BIAS_EXP, Layer, LoihiNet, Synapse
+from snnkd.export.loihi.layers import Layer, LoihiNet, Synapse
+from snnkd.export.loihi.quant import BIAS_EXP
 
 INPUT_MESSAGE_BITS = 8
 RELAY_WEIGHT, RELAY_VTH = 2, 1   # one spike: v = 2 << 6 > 1 << 6

@@ -22,7 +22,7 @@ import numpy as np
 
 from snnkd import io, safeload
 from snnkd.errors import SnnkdError
-from snnkd.export.loihi.quant import LoihiNet
+from snnkd.export.loihi.layers import LoihiNet
 
 LAYER_TYPES = {b"input", b"conv", b"dense", b"dense_rec", b"dense_comp", b"flatten"}
 

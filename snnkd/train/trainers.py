@@ -55,19 +55,20 @@ class Precision:
     """Mixed precision of a training or evaluation run: ``fp32``, ``bf16`` or ``fp16``.
 
     Under ``bf16``/``fp16`` the convolutions and linear layers (of the student, the teacher
-    and the method's adapters) compute in the low precision under ``torch.autocast`` for
-    the device type the run uses (never a literal).  A convolution's output stays low
-    precision into the BatchNorm after it (which accumulates its statistics in fp32 and
-    keeps fp32 parameters and running statistics); the neurons promote their input current
-    to fp32 inside the charge (:func:`snnkd.neurons.state_dtype`) and hand 0/1 spikes on in
-    the current's dtype: membrane potentials and eligibilities are fp32 state, so a spike is decided by comparing an fp32 potential with the
-    threshold, and bf16's 8-bit mantissa (a step of 2^-7 near 1.0) neither moves the
-    threshold nor loses small currents added to a large membrane over ``T`` steps.  A
-    linear layer's output (the logits, adapter outputs) is cast back to fp32 at once, so
-    the loss and its terms are computed in fp32.  Weights, gradients and optimizer state
-    stay fp32.  Casting every convolution's output to fp32 too (BatchNorm in fp32) made
-    the bf16 ResNet-18 step 8 % slower (ANN 1.50x vs 1.62x, SNN T=4 1.67x vs 1.82x the
-    fp32 step, batch 16, 1 thread, this CPU), so only the linear outputs are cast.
+    and the method's adapters) compute in the low precision under ``torch.autocast`` for the
+    device type the run uses (never a literal). A convolution's output stays low precision
+    into the BatchNorm after it (which accumulates its statistics in fp32 and keeps fp32
+    parameters and running statistics); the neurons promote their input current to fp32
+    inside the charge (:func:`snnkd.neurons.state_dtype`) and hand 0/1 spikes on in the
+    current's dtype: membrane potentials and eligibilities are fp32 state, so a spike is
+    decided by comparing an fp32 potential with the threshold, and bf16's 8-bit mantissa (a
+    step of 2^-7 near 1.0) neither moves the threshold nor loses small currents added to a
+    large membrane over ``T`` steps. A linear layer's output (the logits, adapter outputs)
+    is cast back to fp32 at once, so the loss and its terms are computed in fp32. Weights,
+    gradients and optimizer state stay fp32. Casting every convolution's output to fp32 too
+    (BatchNorm in fp32) made the bf16 ResNet-18 step 8 % slower (ANN 1.50x vs 1.62x, SNN T=4
+    1.67x vs 1.82x the fp32 step, batch 16, 1 thread, this CPU), so only the linear outputs
+    are cast.
 
     ``fp16`` needs CUDA and scales the loss (``torch.amp.GradScaler``): its 5-bit exponent
     underflows small gradients.  bf16 has fp32's exponent range and needs no scaler.
