@@ -24,11 +24,12 @@ seed, then mean +- sd per precision) and the goal "mean test accuracy of bf16 wi
 0.3 pp of fp32" as MET / NOT MET.  About 12 minutes on 2 busy CPU cores; scale it up
 with ``--limit-train 60000 --limit-test 10000 --epochs 10 --seeds 0 1 2 3 4``.
 
-Last run (defaults, torch 2.14.1, 2 busy CPU cores, 588 s; a rerun reusing the teacher
-reproduced every accuracy exactly): teacher 77.25 %; fp32 76.15 / 77.15 / 77.55
-(76.95 +- 0.72), bf16 76.90 / 76.70 / 76.35 (76.65 +- 0.28), bf16 - fp32 -0.30 pp: MET, at
-the boundary; the paired difference's standard error (0.57 pp) is larger than the goal, so
-these 3 small seeds cannot tell a 0.3 pp gap from none.
+Last run (2026-12-03, defaults, commit 6e20ba6: spikes handed on in bf16, the current promoted
+inside the neuron; torch 2.14.1, 2 busy CPU cores, 686 s): teacher 77.00 %; fp32 77.00 / 76.25 /
+76.15 (76.47 +- 0.46), bf16 77.30 / 76.95 / 75.20 (76.48 +- 1.13), bf16 - fp32 +0.02 pp: MET;
+the paired difference's standard error (0.50 pp) is larger than the goal, so these 3 small
+seeds cannot tell a 0.3 pp gap from none.  (The run before, 2026-12-02, fp32 neuron input:
+76.95 vs 76.65 %, -0.30 pp.)
 """
 
 from __future__ import annotations
