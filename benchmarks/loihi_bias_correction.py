@@ -25,17 +25,26 @@ from snnkd.export.nir_export import to_nir
 from snnkd.runtime import load_model
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def checkpoint_and_inputs(doc: str, limit_test: int | None):
+    """The command line of the Loihi export benchmarks (a checkpoint, ``--data-root``,
+    ``--limit-test``): the model in eval mode, its metadata, the calibration images the
+    export uses (training data) and the test images with labels."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--data-root", default="data")
-    p.add_argument("--limit-test", type=int, default=None, help="test samples (default: all)")
+    p.add_argument("--limit-test", type=int, default=limit_test,
+                   help=f"test samples (default: {limit_test or 'all'})")
     a = p.parse_args()
     torch.set_grad_enabled(False)
     model, meta = load_model(a.model)
     model.eval()
     calib_x, _ = model_inputs(meta, a.data_root, "calibration", CALIBRATION_SAMPLES)
     x, y = model_inputs(meta, a.data_root, "test", a.limit_test)
+    return model, meta, calib_x, x, y
+
+
+def main() -> None:
+    model, meta, calib_x, x, y = checkpoint_and_inputs(__doc__, None)
     for corr in (False, True):
         net = lq.from_nir(to_nir(model, meta), model.T)
         torch.manual_seed(0)

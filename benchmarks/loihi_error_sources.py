@@ -24,17 +24,19 @@ images): as exported 96.1 %; one part exact: input 95.1, weights 96.5, bias 96.2
 
 from __future__ import annotations
 
-import argparse
+import copy
 import itertools
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from snnkd.cli.inputs import model_inputs
 from snnkd.export.loihi import quant as lq
-from snnkd.export.loihi.pipeline import CALIBRATION_SAMPLES
 from snnkd.export.nir_export import to_nir
-from snnkd.runtime import load_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loihi_bias_correction import checkpoint_and_inputs  # noqa: E402  (the same command line and inputs)
 
 PARTS = ("input", "weights", "bias", "threshold")
 
@@ -70,28 +72,18 @@ def agreement(net: lq.LoihiNet, x_seq: torch.Tensor, exact_input: bool, ref: dic
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model")
-    p.add_argument("--data-root", default="data")
-    p.add_argument("--limit-test", type=int, default=1000, help="test samples (default 1000)")
-    a = p.parse_args()
-    torch.set_grad_enabled(False)
-    model, meta = load_model(a.model)
-    model.eval()
-    calib_x, _ = model_inputs(meta, a.data_root, "calibration", CALIBRATION_SAMPLES)
-    x, _ = model_inputs(meta, a.data_root, "test", a.limit_test)
+    model, meta, calib_x, x, _ = checkpoint_and_inputs(__doc__, 1000)
     torch.manual_seed(0)
     calib = model.encoder(calib_x, model.T)
     torch.manual_seed(0)
     x_seq = model.encoder(x, model.T)
-    ref = None
+    exported = lq.from_nir(to_nir(model, meta), model.T)  # as `snnkd export --to lava` quantises it
+    q, _ = lq.choose_input_bits(exported, calib)
+    lq.quantise(exported, calib, q)
+    ref = lq.float_forward(exported, x_seq)
     variants = [()] + [(p,) for p in PARTS] + [c for c in itertools.combinations(PARTS, 2)] + [PARTS[1:], PARTS]
     for parts in variants:
-        net = lq.from_nir(to_nir(model, meta), model.T)
-        q, _ = lq.choose_input_bits(net, calib)
-        lq.quantise(net, calib, q)
-        if ref is None:
-            ref = lq.float_forward(net, x_seq)
+        net = copy.deepcopy(exported)
         undo(net, parts)
         pred, spikes = agreement(net, x_seq, "input" in parts, ref)
         name = "+".join(parts) if parts else "as exported"
