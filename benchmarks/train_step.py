@@ -11,7 +11,9 @@ each configuration is ``(framework, T, precision)`` and every ratio compares equ
 Every configuration is the *same* network (our CIFAR ResNet-18, or the small
 ``resnet_tiny``, on 3x32x32 input, 10 classes), the same batch, seed, input and thread
 count; only the activation differs: ReLU (``ann``), our :class:`SpikingNeuron` trained
-with ``bptt`` or ``rate``, spikingjelly's multi-step ``IFNode``/``LIFNode`` (``sj``,
+with ``bptt`` or ``rate`` (``bptt_c``, ``rate_c``: the same with ``--compile-neurons``, the
+neuron loops through torch.compile; compiled in the untimed warm-up round), spikingjelly's
+multi-step ``IFNode``/``LIFNode`` (``sj``,
 CPU registered ops, no cupy) and snntorch's ``Leaky`` looped over ``T`` (``snntorch``),
 each in the same folded ``[T*B, ...]`` layout.  A step is forward, cross-entropy,
 backward and an SGD step.  Neurons: IF, threshold 1, hard reset to 0 with detached
@@ -36,7 +38,8 @@ import subprocess
 import sys
 import time
 
-FRAMEWORKS = ("ann", "bptt", "rate", "sj", "snntorch")
+FRAMEWORKS = ("ann", "bptt", "bptt_c", "rate", "rate_c", "sj", "snntorch")
+OURS = ("bptt", "bptt_c", "rate", "rate_c")  # *_c: the same with --compile-neurons
 
 
 # --------------------------------------------------------------------------- shared by the A/B benchmarks
@@ -134,7 +137,7 @@ def _build(model: str, fw: str, neuron: str, T: int):
 
     if fw == "ann":
         return create_model(model, None, 10, 3, 32)
-    if fw in ("bptt", "rate"):
+    if fw in OURS:
         cfg = NeuronConfig() if neuron == "if" else NeuronConfig(kind="lif", decay=0.5, reset="soft")
         return create_model(model, cfg, 10, 3, 32, T)
     net = MODELS[model](act_layer=_peer_act(fw, neuron, T), num_classes=10, in_chans=3, img_size=32)
@@ -145,7 +148,7 @@ def _build(model: str, fw: str, neuron: str, T: int):
 def _set_T(net, fw: str, T: int):
     """Our models: ``set_T``; peers: the encoder repeats the input ``T`` times (``_steps.T``) and
     every wrapped neuron unfolds with the same ``T``."""
-    if fw in ("bptt", "rate"):
+    if fw in OURS:
         return net.set_T(T)
     if fw != "ann":
         net._steps.T = T  # the model's TimeSteps; set_T refuses a net without snnkd neurons
@@ -166,7 +169,7 @@ def _setup(spec: dict, fw: str, T: int):
     net = _build(spec["model"], fw, spec["neuron"], T)
     net.train()
     method = build_method("none", net, None, {})
-    step_fn = get_trainer("rate" if fw == "rate" else "bptt")
+    step_fn = get_trainer("rate" if fw.startswith("rate") else "bptt")
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     return net, method, step_fn, opt
 
@@ -178,13 +181,16 @@ def _data(batch: int):
     return torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
-def _train_step(setup, x, y, precision: str = "fp32") -> float:
+def _train_step(setup, x, y, precision: str = "fp32", compiled: bool = False) -> float:
+    """One step; ``compiled``: inside :func:`~snnkd.neurons.compiled.use_compiled_neurons`
+    (what ``--compile-neurons`` does), else eager."""
+    from snnkd.neurons.compiled import use_compiled_neurons
     from snnkd.train.trainers import Precision, use_precision
 
     net, method, step_fn, opt = setup
     prec = Precision(precision, x.device)
     opt.zero_grad(set_to_none=True)
-    with use_precision(prec):
+    with use_precision(prec), use_compiled_neurons(compiled):
         out = step_fn(net, None, method, x, y)
     prec.step(opt)
     return out.loss.item()
@@ -206,7 +212,7 @@ def timing_worker(spec: dict) -> dict:
         for fw, T, pr in order:
             _set_T(setups[fw][0], fw, 1 if fw == "ann" else T)
             t0 = time.perf_counter()
-            _train_step(setups[fw], x, y, pr)
+            _train_step(setups[fw], x, y, pr, fw.endswith("_c"))  # the warm-up round compiles *_c
             if rep >= spec["warmup"]:
                 times[f"{fw}:{T if fw != 'ann' else 1}:{pr}"].append(time.perf_counter() - t0)
         print(f"  {spec['model']}: repetition {rep + 1}/{spec['warmup'] + spec['steps']}", file=sys.stderr, flush=True)
@@ -232,7 +238,7 @@ def memory_worker(spec: dict) -> dict:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _train_step(setup, x, y, spec["precision"])
+        _train_step(setup, x, y, spec["precision"], spec["fw"].endswith("_c"))
     return {"saved_bytes": sum(seen.values()), "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
@@ -331,22 +337,24 @@ def _goals(med: dict, models: list[str], Ts: list[int], precisions: list[str]) -
     for model in models:
         def get(fw, T, pr, model=model):
             return med.get((model, fw, T, pr))
-        if 4 in Ts and get("bptt", 4, "bf16") and get("bptt", 4, "fp32"):
-            sp = get("bptt", 4, "fp32")["step_s"] / get("bptt", 4, "bf16")["step_s"]
-            line(model, "bf16 BPTT step at T=4 vs our fp32 step, speed-up (goal >= 1.8x)", sp, sp >= 1.8)
+        for bp, how in (("bptt", ""), ("bptt_c", " (--compile-neurons)")):
+            if 4 in Ts and get(bp, 4, "bf16") and get("bptt", 4, "fp32"):
+                sp = get("bptt", 4, "fp32")["step_s"] / get(bp, 4, "bf16")["step_s"]
+                line(model, f"bf16 BPTT step{how} at T=4 vs our fp32 step, speed-up (goal >= 1.8x)", sp, sp >= 1.8)
         for pr in precisions:
-            for peer, label in (("sj", "spikingjelly"), ("snntorch", "snntorch")):
-                if 4 in Ts and get("bptt", 4, pr) and get(peer, 4, pr):
-                    sp = get(peer, 4, pr)["step_s"] / get("bptt", 4, pr)["step_s"]
-                    line(model, f"{pr} BPTT step at T=4 vs {label}, speed-up (goal >= 1.1x)", sp, sp >= 1.1)
-            if 4 in Ts and get("rate", 4, pr) and get("ann", 1, pr):
-                r = get("rate", 4, pr)["step_s"] / get("ann", 1, pr)["step_s"]
-                line(model, f"{pr} rate step at T=4 vs ANN step, time (goal <= 2.4x)", r, r <= 2.4)
-            if 8 in Ts and 1 in Ts and get("rate", 8, pr) and get("rate", 1, pr) \
-                    and get("rate", 1, pr)["saved_bytes"] > 0:  # NaN (--no-memory): not measured, no line
-                r = get("rate", 8, pr)["saved_bytes"] / get("rate", 1, pr)["saved_bytes"]
-                line(model, f"{pr} rate saved activations T=8 vs T=1 (goal <= 1.2x)", r, r <= 1.2)
-
+            for bp, how in (("bptt", ""), ("bptt_c", " (--compile-neurons)")):
+                for peer, label in (("sj", "spikingjelly"), ("snntorch", "snntorch")):
+                    if 4 in Ts and get(bp, 4, pr) and get(peer, 4, pr):
+                        sp = get(peer, 4, pr)["step_s"] / get(bp, 4, pr)["step_s"]
+                        line(model, f"{pr} BPTT step{how} at T=4 vs {label}, speed-up (goal >= 1.1x)", sp, sp >= 1.1)
+            for rt, how in (("rate", ""), ("rate_c", " (--compile-neurons)")):
+                if 4 in Ts and get(rt, 4, pr) and get("ann", 1, pr):
+                    r = get(rt, 4, pr)["step_s"] / get("ann", 1, pr)["step_s"]
+                    line(model, f"{pr} rate step{how} at T=4 vs ANN step, time (goal <= 2.4x)", r, r <= 2.4)
+                if 8 in Ts and 1 in Ts and get(rt, 8, pr) and get(rt, 1, pr) \
+                        and get(rt, 1, pr)["saved_bytes"] > 0:  # NaN (--no-memory): not measured, no line
+                    r = get(rt, 8, pr)["saved_bytes"] / get(rt, 1, pr)["saved_bytes"]
+                    line(model, f"{pr} rate{how} saved activations T=8 vs T=1 (goal <= 1.2x)", r, r <= 1.2)
 
 if __name__ == "__main__":
     main()

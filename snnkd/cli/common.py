@@ -126,6 +126,9 @@ def add_fit_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", type=device_name, default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     g.add_argument("--num-workers", type=non_negative_int, default=0, help="DataLoader worker processes")
     add_precision_option(g)
+    g.add_argument("--compile-neurons", action="store_true",
+                   help="run the neuron loops through torch.compile (needs a C++ compiler; ~30 s to compile "
+                        "once; rate trainer step 2.7x -> 2.2x the ANN step in bf16, see README)")
     g.add_argument("--state", type=Path, default=None,
                    help="resumable training state (default: OUT/train_state.pt); removed after success")
     g.add_argument("--no-progress", action="store_true", help="no per-batch progress bar")

@@ -21,6 +21,7 @@ from snnkd.data import build_datasets, dataset_info
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
+from snnkd.neurons.compiled import check_compiler
 from snnkd.paths import check_paths
 from snnkd.runtime import save_model
 from snnkd.train import distributed
@@ -40,7 +41,8 @@ def load_data(a: argparse.Namespace):
 def fit_config(a: argparse.Namespace, trainer: str = "bptt") -> FitConfig:
     return FitConfig(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, optimizer=a.optimizer,
                      momentum=a.momentum, weight_decay=a.weight_decay, seed=a.seed, trainer=trainer,
-                     precision=a.precision, num_workers=a.num_workers, progress=not a.no_progress,
+                     precision=a.precision, compile_neurons=a.compile_neurons, num_workers=a.num_workers,
+                     progress=not a.no_progress,
                      trainer_options=trainer_options(a, trainer), decay_norm_bias=not a.no_decay_norm_bias)
 
 
@@ -82,6 +84,8 @@ def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet
         io.remove_stale_temps(target)  # left by a run that was killed while writing
     device = distributed.setup(a.device)  # joins the torchrun job if launched by torchrun
     check_precision(a.precision, device)
+    if a.compile_neurons:
+        check_compiler()  # before any work, not at the first step
     cfg = fit_config(a, trainer)
     cfg.identity = run_identity(a, meta)
     history = fit(student, teacher, method, train, val, cfg, state, out / "metrics.jsonl", device,

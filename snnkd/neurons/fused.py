@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from snnkd.neurons.compiled import compilable
 from snnkd.neurons.config import NeuronConfig
 from snnkd.neurons.equation import unroll
 from snnkd.neurons.surrogate import surrogate_grad_
@@ -24,11 +25,9 @@ class _MultiStepFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):  # type: ignore[override]
-        h, spikes, v = unroll(x_seq, v0, cfg)
         ctx.cfg, ctx.has_v0, ctx.done, ctx.x_dtype = cfg, v0 is not None, False, x_seq.dtype
+        spikes, v, sg, keep_h = _spike_pass(x_seq, v0, cfg, need_grad)
         if need_grad:
-            keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset) else None
-            sg = surrogate_grad_(h.sub_(cfg.threshold), cfg.surrogate, cfg.width)
             ctx.save_for_backward(sg, spikes, keep_h)
         return spikes, v
 
@@ -65,6 +64,20 @@ class _MultiStepFn(torch.autograd.Function):
             add_dv(t, gh[t + 1], beta)
         g_v0 = gh[0] * beta if ctx.has_v0 else None
         return gh.to(ctx.x_dtype), g_v0, None, None
+
+
+@compilable
+def _spike_pass(x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):
+    """:func:`unroll`, then ``H`` turned in place into ``sg = g'(H - V_th)`` when a backward
+    pass will need it; returns ``(spikes, V_T, sg or None, H or None)`` (``H`` kept only for
+    hard reset without detach).  Runs compiled inside
+    :func:`~snnkd.neurons.compiled.use_compiled_neurons`."""
+    h, spikes, v = unroll(x_seq, v0, cfg)
+    if not need_grad:
+        return spikes, v, None, None
+    keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset) else None
+    sg = surrogate_grad_(h.sub_(cfg.threshold), cfg.surrogate, cfg.width)
+    return spikes, v, sg, keep_h
 
 
 def multi_step(x_seq: torch.Tensor, cfg: NeuronConfig,

@@ -35,6 +35,7 @@ from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
+from snnkd.neurons.compiled import use_compiled_neurons
 from snnkd.train import distributed
 from snnkd.train.tensorboard import layer_rates, write_events
 from snnkd.train.trainers import Precision, get_trainer, use_precision
@@ -53,6 +54,7 @@ class FitConfig:
     seed: int = 0
     trainer: str = "bptt"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (CUDA): see snnkd.train.trainers.Precision
+    compile_neurons: bool = False  # torch.compile the neuron loops (snnkd.neurons.compiled)
     trainer_options: dict = field(default_factory=dict)  # keyword options of the trainer's step (rate: grad)
     decay_norm_bias: bool = True  # False: no weight decay on BatchNorm parameters and biases
     num_workers: int = 0
@@ -192,7 +194,7 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
         for i, (x, y) in enumerate(bar, 1):
             x, y = x.to(device), y.to(device)
             opt.zero_grad(set_to_none=True)
-            with use_precision(prec):
+            with use_precision(prec), use_compiled_neurons(cfg.compile_neurons):
                 out = step(student, teacher, method, x, y)
             prec.step(opt)
             n = len(y)
@@ -357,6 +359,7 @@ def _resume(path: Path, student, method, opt, sched, cfg: FitConfig,
     # epochs count: the cosine schedule's length is part of the saved scheduler state
     saved = {k: v for k, v in state["fit"].items() if k not in ("progress", "num_workers")}
     saved.setdefault("precision", "fp32")  # states written before --precision existed
+    saved.setdefault("compile_neurons", False)  # ... and before --compile-neurons
     now = {k: v for k, v in asdict(cfg).items() if k not in ("progress", "num_workers")}
     if saved != now:
         diff = _differences(saved, now)

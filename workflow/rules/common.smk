@@ -148,6 +148,7 @@ def distill_args(wc) -> str:
         "method": m["kind"],
         "trainer": tr["kind"],
         "precision": tr.get("precision"),
+        "compile_neurons": tr.get("compile_neurons"),
         "rate_grad": tr.get("grad"),
         "T": int(wc.T),
         **neuron,
