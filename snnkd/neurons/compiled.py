@@ -66,9 +66,11 @@ def use_compiled_neurons(on: bool = True) -> Iterator[None]:
         _STATE["on"] = before
 
 
-def compilable(fn: F) -> F:
-    """Mark a graph-free neuron loop: eager normally, ``torch.compile(fn, dynamic=True)``
-    inside :func:`use_compiled_neurons` (compiled on first use)."""
+def compilable(fn: F, compiled_form: Callable | None = None) -> F:
+    """Mark a graph-free neuron loop: ``fn`` normally; inside :func:`use_compiled_neurons`,
+    ``torch.compile(compiled_form or fn, dynamic=True)`` (compiled on first use).
+    ``compiled_form``: the same computation written for inductor to fuse (no buffers, no
+    in-place ops) where the fastest eager form is not the fastest compiled one."""
     cache: dict[str, Callable] = {}
 
     @functools.wraps(fn)
@@ -83,8 +85,9 @@ def compilable(fn: F) -> F:
             # 16, more than the default limit of 8, after which dynamo would fall back to eager
             conf = torch._dynamo.config
             conf.recompile_limit = max(conf.recompile_limit, 64)
-            cache["fn"] = torch.compile(fn, dynamic=True)
+            cache["fn"] = torch.compile(compiled_form or fn, dynamic=True)
         return cache["fn"](*args, **kwargs)
 
     run.eager = fn  # type: ignore[attr-defined]
+    run.compiled_form = compiled_form or fn  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]

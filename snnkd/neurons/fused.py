@@ -8,7 +8,7 @@ import torch
 
 from snnkd.neurons.compiled import compilable
 from snnkd.neurons.config import NeuronConfig
-from snnkd.neurons.equation import unroll
+from snnkd.neurons.equation import neuron_step, state_dtype, unroll
 from snnkd.neurons.surrogate import surrogate_grad_
 
 
@@ -66,18 +66,38 @@ class _MultiStepFn(torch.autograd.Function):
         return gh.to(ctx.x_dtype), g_v0, None, None
 
 
-@compilable
-def _spike_pass(x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):
+def _spike_pass_inplace(x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):
     """:func:`unroll`, then ``H`` turned in place into ``sg = g'(H - V_th)`` when a backward
     pass will need it; returns ``(spikes, V_T, sg or None, H or None)`` (``H`` kept only for
-    hard reset without detach).  Runs compiled inside
-    :func:`~snnkd.neurons.compiled.use_compiled_neurons`."""
+    hard reset without detach)."""
     h, spikes, v = unroll(x_seq, v0, cfg)
     if not need_grad:
         return spikes, v, None, None
     keep_h = h.clone() if (cfg.reset == "hard" and not cfg.detach_reset) else None
     sg = surrogate_grad_(h.sub_(cfg.threshold), cfg.surrogate, cfg.width)
     return spikes, v, sg, keep_h
+
+
+def _spike_pass_fused(x_seq: torch.Tensor, v0: torch.Tensor | None, cfg: NeuronConfig, need_grad: bool):
+    """:func:`_spike_pass_inplace` step by step without buffers or in-place ops, the form
+    inductor fuses into one pass (see :func:`snnkd.neurons.eligibility._record_fused`)."""
+    dt = state_dtype(x_seq)
+    v = torch.zeros_like(x_seq[0], dtype=dt) if v0 is None else v0.to(dt)
+    keep = need_grad and cfg.reset == "hard" and not cfg.detach_reset
+    spikes, sgs, hs = [], [], []
+    for t in range(x_seq.shape[0]):
+        s, v, h = neuron_step(x_seq[t], v, cfg, surrogate=False)
+        spikes.append(s.to(x_seq.dtype))
+        if need_grad:
+            sgs.append(surrogate_grad_(h - cfg.threshold, cfg.surrogate, cfg.width))
+        if keep:
+            hs.append(h)
+    return (torch.stack(spikes), v, torch.stack(sgs) if need_grad else None,
+            torch.stack(hs) if keep else None)
+
+
+# compiled inside snnkd.neurons.compiled.use_compiled_neurons (the fused form)
+_spike_pass = compilable(_spike_pass_inplace, _spike_pass_fused)
 
 
 def multi_step(x_seq: torch.Tensor, cfg: NeuronConfig,
