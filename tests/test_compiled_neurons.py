@@ -20,7 +20,8 @@ from snnkd.neurons.compiled import compiled_neurons_enabled, use_compiled_neuron
 pytestmark = pytest.mark.slow  # each neuron setting compiles once (~10-30 s)
 
 SETTINGS = [(NeuronConfig(), torch.bfloat16),  # the rate trainer's default under --precision bf16
-            (NeuronConfig(kind="lif", decay=0.5, reset="soft", detach_reset=False), torch.float32)]
+            (NeuronConfig(kind="lif", decay=0.5, reset="soft", detach_reset=False), torch.float32),
+            (NeuronConfig(kind="lif", tau=3.0, detach_reset=False, surrogate="sigmoid"), torch.float32)]
 
 
 def _current(shape, dtype, seed=0):
@@ -32,12 +33,12 @@ def _current(shape, dtype, seed=0):
 def test_compiled_recorder_matches_eager(cfg, dtype):
     """Two layer shapes (one graph, ``dynamic=True``): same spikes, rate and membrane, eligibility
     within fp32 rounding; and the eager path really is what runs outside the block."""
-    for shape in ((4, 8, 16, 12, 12), (4, 8, 32, 6, 6)):
+    for shape, v0 in (((4, 8, 16, 12, 12), None), ((4, 8, 32, 6, 6), _current((8, 32, 6, 6), torch.float32, 9))):
         x = _current(shape, dtype)
-        eager = record_steps(x, cfg)
+        eager = record_steps(x, cfg, v0)
         with use_compiled_neurons():
             assert compiled_neurons_enabled()
-            comp = record_steps(x, cfg)
+            comp = record_steps(x, cfg, v0)
         assert not compiled_neurons_enabled()
         assert eager[0].dtype == comp[0].dtype == dtype and eager[1].dtype == comp[1].dtype == torch.float32
         assert 0.05 < eager[1].mean().item() < 0.95  # the neurons fire, but not always

@@ -92,6 +92,23 @@ def test_teacher_limit_train_overrides_only_the_teacher(tmp_path: Path):
     assert distill and all("--limit-train 200" in ln for ln in distill), distill
 
 
+def test_compile_neurons_reaches_only_its_trainers_runs(tmp_path: Path):
+    """``trainers.<t>.compile_neurons`` and ``train.compile_neurons`` become ``--compile-neurons``
+    on exactly the runs they cover."""
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["trainers"]["rate"] = {"kind": "rate", "compile_neurons": True}
+    cfg["grid"][0]["trainers"] = ["bptt", "rate"]
+    cfg["methods"]["logit"].setdefault("train", {})["compile_neurons"] = True
+    path = tmp_path / "compiled.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = smk(tmp_path, "-n", "-p", "--configfile", str(path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    distill = [ln for ln in (r.stdout + r.stderr).splitlines() if "snnkd distill" in ln]
+    flagged = {ln.split("--out ")[1].split()[0] for ln in distill if "--compile-neurons" in ln}
+    outs = {ln.split("--out ")[1].split()[0] for ln in distill}
+    assert flagged == {o for o in outs if "/rate/" in o or "/logit/" in o} and flagged != outs, (flagged, outs)
+
+
 def write_bad(tmp_path: Path, edit) -> Path:
     cfg = yaml.safe_load(TINY.read_text())
     edit(cfg)
