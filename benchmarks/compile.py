@@ -18,7 +18,9 @@ Last run (2026-12-02, ``--models resnet_tiny --steps 6``, torch 2.14.1, 1 thread
 shared with other jobs, load average 3.6-6.6): compiled is slower, fp32 0.81x (193 -> 237 ms
 a step, 106 s to compile), bf16 0.02x (118 -> 5952 ms: the compiled bf16 graph recompiles or
 falls back every step).  Our neuron's fused autograd function and per-step state break the
-graph, so inductor gains nothing it could keep; snnkd therefore has no ``--compile`` option.
+graph, so inductor gains nothing it could keep; snnkd therefore does not compile the model.
+What it compiles instead, on request, is the neuron loops alone (``--compile-neurons``,
+:mod:`snnkd.neurons.compiled`; ``train_step.py`` measures it as ``bptt_c`` and ``rate_c``).
 """
 
 from __future__ import annotations

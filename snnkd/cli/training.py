@@ -21,7 +21,7 @@ from snnkd.data import build_datasets, dataset_info
 from snnkd.errors import SnnkdError
 from snnkd.methods.base import Method
 from snnkd.models.base import StagedNet
-from snnkd.neurons.compiled import check_compiler
+from snnkd.neurons.compiled import check_compiler, use_compiled_neurons
 from snnkd.paths import check_paths
 from snnkd.runtime import save_model
 from snnkd.train import distributed
@@ -85,7 +85,7 @@ def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet
     device = distributed.setup(a.device)  # joins the torchrun job if launched by torchrun
     check_precision(a.precision, device)
     if a.compile_neurons:
-        check_compiler()  # before any work, not at the first step
+        check_compiler(device.type)  # before any work, not at the first step
     cfg = fit_config(a, trainer)
     cfg.identity = run_identity(a, meta)
     history = fit(student, teacher, method, train, val, cfg, state, out / "metrics.jsonl", device,
@@ -93,7 +93,8 @@ def train_and_save(a: argparse.Namespace, student: StagedNet, teacher: StagedNet
     if not distributed.current().is_main:  # only rank 0 evaluates and writes the outputs
         distributed.teardown()
         return {}
-    test_metrics = evaluate_loader(student, torch.utils.data.DataLoader(test, batch_size=256), device, a.precision)
+    with use_compiled_neurons(a.compile_neurons):
+        test_metrics = evaluate_loader(student, torch.utils.data.DataLoader(test, batch_size=256), device, a.precision)
     student.cpu()
     save_model(out / "model.pt", student, meta, {"test_acc": test_metrics["acc"], "epochs": len(history)})
     io.write_yaml(out / "config.yaml", resolved(a))

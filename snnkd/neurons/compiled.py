@@ -41,11 +41,18 @@ def compiled_neurons_enabled() -> bool:
     return _STATE["on"]
 
 
-def check_compiler() -> None:
-    """Raise :class:`SnnkdError` unless a C++ compiler for inductor's CPU backend is on PATH."""
+def check_compiler(device_type: str = "cpu") -> None:
+    """Raise :class:`SnnkdError` unless torch.compile can build kernels for ``device_type``:
+    a C++ compiler on PATH (inductor's CPU backend, and the host side everywhere) and, for
+    CUDA, Triton."""
     if not _compiler_found(os.environ.get("CXX", "")):
         raise SnnkdError("--compile-neurons needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile; "
                          "none was found on PATH")
+    if device_type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise SnnkdError("--compile-neurons on CUDA needs Triton for torch.compile; it is not installed")
 
 
 @functools.lru_cache(maxsize=8)

@@ -218,15 +218,17 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
                      else f"epoch {epoch + 1} on another rank")
             raise _diverged(state_path, epoch, bad_step or where, cfg)
         sched.step()
-        val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": 0.0, "loss": 0.0}
+        with use_compiled_neurons(cfg.compile_neurons):
+            val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": 0.0, "loss": 0.0}
         rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         rec.update({f"train_{k}": v / max(total, 1) for k, v in sums.items()})
         rec["train_acc"] = 100.0 * correct / max(total, 1)
         val = distributed.weighted_mean(val, len(val_ds), device)
         rec["val_acc"], rec["val_loss"] = (val["acc"], val["loss"]) if has_val else (None, None)  # null, not NaN
         student.eval()
-        rec.update(distributed.weighted_mean(method.epoch_metrics(student, teacher, val_loader, device),
-                                             len(val_ds), device))
+        with prec.forward(), use_compiled_neurons(cfg.compile_neurons):  # the run's arithmetic, as validation
+            extra = method.epoch_metrics(student, teacher, val_loader, device)
+        rec.update(distributed.weighted_mean(extra, len(val_ds), device))
         rec["time_s"] = round(time.time() - t0, 3)
         odd = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
         if odd:  # the same on every rank: every figure is all-reduced
