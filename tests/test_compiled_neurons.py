@@ -18,6 +18,8 @@ from snnkd.neurons import compiled as compiled_mod
 from snnkd.neurons.compiled import compiled_neurons_enabled, use_compiled_neurons
 
 pytestmark = pytest.mark.slow  # each neuron setting compiles once (~10-30 s)
+# torch.compile needs a C++ compiler; without one only the refusal can be tested
+needs_compiler = pytest.mark.skipif(not compiled_mod._compiler_found(""), reason="no C++ compiler on PATH")
 
 SETTINGS = [(NeuronConfig(), torch.bfloat16),  # the rate trainer's default under --precision bf16
             (NeuronConfig(kind="lif", decay=0.5, reset="soft", detach_reset=False), torch.float32),
@@ -29,6 +31,7 @@ def _current(shape, dtype, seed=0):
     return (torch.randn(shape, generator=g) * 1.5 + 0.4).to(dtype)
 
 
+@needs_compiler
 @pytest.mark.parametrize("cfg,dtype", SETTINGS)
 def test_compiled_recorder_matches_eager(cfg, dtype):
     """Two layer shapes (one graph, ``dynamic=True``): same spikes, rate and membrane, eligibility
@@ -47,6 +50,7 @@ def test_compiled_recorder_matches_eager(cfg, dtype):
         torch.testing.assert_close(comp[2], eager[2], rtol=1e-5, atol=1e-6)
 
 
+@needs_compiler
 @pytest.mark.parametrize("cfg,dtype", SETTINGS)
 def test_compiled_bptt_kernel_matches_eager(cfg, dtype):
     """The fused BPTT kernel's compiled spike pass: same spikes and membrane, same input gradient."""
@@ -75,6 +79,7 @@ def test_refused_without_a_compiler(monkeypatch):
         compiled_mod._compiler_found.cache_clear()
 
 
+@needs_compiler
 def test_distill_with_compiled_neurons_and_its_refusal(tmp_path):
     """A real rate-trainer run with the flag learns (loss finite, accuracy recorded); with no
     compiler on PATH the same command stops before any work with one line."""

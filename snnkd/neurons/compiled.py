@@ -3,15 +3,19 @@
 The loops over ``T`` in :func:`~snnkd.neurons.eligibility.record_steps` (the rate trainer's
 spike pass) and in the fused BPTT kernel's forward are chains of small elementwise ops on
 ``[B, C, H, W]`` tensors: eager PyTorch runs each as its own memory pass (and a mixed
-bf16/fp32 op at a fraction of the fp32 speed).  Inductor fuses a whole step into one loop.
-The function that runs is the same Python function either way, so the equation is still
-written once (:func:`~snnkd.neurons.equation.neuron_step`); only the executor differs.
+bf16/fp32 op at a fraction of the fp32 speed).  Inductor fuses the whole loop into one pass.
+Each loop has two forms over the same step function
+(:func:`~snnkd.neurons.equation.neuron_step`, so the equation is still written once): the
+in-place form over preallocated ``[T, ...]`` buffers, fastest eager, and a buffer-free
+step-by-step form, which is what inductor fuses best (:func:`compilable` takes both; tests
+compare them for several neuron settings).
 
 Measured (2026-12-04, torch 2.14.1, 1 thread): ``record_steps`` on bf16 inputs
-``[4, 16, 64, 32, 32]`` 25.5 -> 8.0 ms, ``[4, 16, 512, 4, 4]`` 1.6 -> 0.8 ms, spikes and
-rates identical, eligibility within 2.4e-7; the whole-step figures are in
-``benchmarks/train_step.py`` (framework ``rate_c``) and README.md.  Compiling the whole
-model instead was slower (``benchmarks/compile.py``: 0.81x fp32, 0.02x bf16), which is why
+``[4, 16, 64, 32, 32]`` 26.0 -> 2.2 ms (7.2 ms compiling the in-place eager form), spikes and
+rates identical, eligibility within 2.4e-7.  Whole training step (``benchmarks/train_step.py``,
+ResNet-18, batch 16, T = 4, 1 thread, 2026-12-04): rate trainer 636 -> 465 ms in bf16 (2.65x ->
+1.94x the ANN step) and 1102 -> 997 ms in fp32; BPTT 928 -> 823 ms in bf16, 1772 -> 1697 ms in
+fp32.  Compiling the whole model instead was slower (``benchmarks/compile.py``: 0.81x fp32, 0.02x bf16), which is why
 only these loops are compiled.
 
 Compilation happens once per process and neuron setting (``dynamic=True``: one graph
