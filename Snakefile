@@ -32,6 +32,7 @@
 import os
 
 from snakemake.utils import min_version, validate
+from snakemake.exceptions import WorkflowError
 
 min_version("9.0")
 
@@ -50,6 +51,13 @@ if not workflow.overwrite_configfiles:
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    from snnkd.workflow_schema import integer_error
+except ImportError as e:
+    raise WorkflowError(f"config check: snnkd is not importable by Snakemake ({e})")
+_int_error = integer_error(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))  # 1.0 is no integer
+if _int_error:
+    raise WorkflowError(f"Error validating config file. {_int_error}")
 
 
 include: "workflow/rules/registry_check.smk"

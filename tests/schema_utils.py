@@ -8,6 +8,8 @@ from pathlib import Path
 from snakemake import utils as snakemake_utils
 from snakemake.exceptions import WorkflowError
 
+from snnkd.workflow_schema import integer_error
+
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
@@ -17,4 +19,4 @@ def accepted(cfg: dict) -> bool:
         snakemake_utils.validate(copy.deepcopy(cfg), str(SCHEMA))
     except WorkflowError:
         return False
-    return True
+    return integer_error(cfg, SCHEMA) is None  # the Snakefile's second pass (snnkd.workflow_schema)

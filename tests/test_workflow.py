@@ -124,7 +124,9 @@ def write_bad(tmp_path: Path, edit) -> Path:
     (lambda c: c["methods"]["logit"].update(tau=4), "'tau' was unexpected"),
     (lambda c: c["distill"].update(lr=-1), "instance['distill']['lr']"),
     (lambda c: c["grid"][0].update(students=["missing"]), "grid[0].students: missing not defined"),
-], ids=["unknown-key", "slash-in-name", "T-zero", "param-outside-params", "negative-lr", "undefined-variant"])
+    (lambda c: c["distill"].update(epochs=1.0), "config distill/epochs: 1.0 is not of type 'integer'"),
+], ids=["unknown-key", "slash-in-name", "T-zero", "param-outside-params", "negative-lr", "undefined-variant",
+        "float-epochs"])
 def test_bad_config_stops_dry_run(tmp_path: Path, edit, expected: str):
     r = smk(tmp_path, "-n", "--configfile", str(write_bad(tmp_path, edit)))
     assert r.returncode != 0
