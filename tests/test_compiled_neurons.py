@@ -5,12 +5,13 @@ torch.compile has no C++ compiler (issue 12).  Speed is the benchmark's business
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
 import pytest
 import torch
-from resume_utils import env, snnkd
+from resume_utils import env, metrics, snnkd, snnkd_killed, weights_differences
 
 from snnkd.errors import SnnkdError
 from snnkd.neurons import NeuronConfig, multi_step, record_steps
@@ -97,3 +98,27 @@ def test_distill_with_compiled_neurons_and_its_refusal(tmp_path):
         "snnkd: error: --compile-neurons needs a C++ compiler (g++ or clang++, or $CXX) for torch.compile; "
         "none was found on PATH"], r.stderr
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+
+
+@needs_compiler
+def test_compiled_rate_run_resumes_bitwise_and_refuses_eager(tmp_path):
+    """Killed mid-epoch 2 and resumed with the same flag: the same weights and metrics as an
+    uninterrupted compiled run; resuming without the flag is refused (its eligibilities differ
+    in the last bit), leaving the state as it was."""
+    data = ["--dataset", "digits", "--limit-train", "96", "--batch-size", "32", "--no-progress", "--seed", "2"]
+    base = ["distill", "--student", "resnet_tiny", "--method", "none", "--trainer", "rate", "--T", "2",
+            "--epochs", "2", "--precision", "bf16", *data]
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    r = snnkd([*base, "--compile-neurons", "--out", str(ref)], timeout=400)
+    assert r.returncode == 0, r.stderr
+    killed = snnkd_killed("step", 5, [*base, "--compile-neurons", "--out", str(run)], timeout=400)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    state = run / "train_state.pt"
+    before = state.read_bytes()
+    eager = snnkd([*base, "--out", str(run)])
+    assert eager.returncode == 2 and "compile_neurons: True then, False now" in eager.stderr, eager.stderr
+    assert state.read_bytes() == before
+    again = snnkd([*base, "--compile-neurons", "--out", str(run)], timeout=400)
+    assert again.returncode == 0 and "after epoch 1" in again.stderr, again.stderr
+    assert weights_differences(ref / "model.pt", run / "model.pt") == []
+    assert metrics(run / "metrics.jsonl") == metrics(ref / "metrics.jsonl")
