@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from train_step import interleaved_times  # noqa: E402  (the same interleaving as train_step.py)
+from train_step import _train_step, interleaved_times  # noqa: E402  (train_step.py's step and interleaving)
 
 CONFIGS = (("logit", "bptt", False), ("blockwise", "rate", False), ("blockwise", "rate", True))
 
@@ -46,7 +46,12 @@ def _setup(method_name: str, trainer: str, T: int, lr: float = 0.1):
     params = {"tau": 4, "alpha": 0.9} if method_name == "logit" else {}
     method = build_method(method_name, student, teacher, params)
     opt = torch.optim.SGD([*student.parameters(), *method.parameters()], lr=lr, momentum=0.9, weight_decay=5e-4)
-    return student, teacher, method, get_trainer(trainer), opt
+    step_fn = get_trainer(trainer)
+
+    def with_teacher(s, _none, m, x, y):  # train_step._train_step passes no teacher
+        return step_fn(s, teacher, m, x, y)
+
+    return student, method, with_teacher, opt
 
 
 def main() -> None:
@@ -58,9 +63,6 @@ def main() -> None:
     a = ap.parse_args()
     import torch
 
-    from snnkd.neurons.compiled import use_compiled_neurons
-    from snnkd.train.trainers import Precision, use_precision
-
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(a.batch, 1, 28, 28, generator=g), torch.randint(0, 10, (a.batch,), generator=g)
@@ -69,12 +71,7 @@ def main() -> None:
     setups = {(m, tr, c, T): _setup(m, tr, T) for T in a.T for m, tr, c in CONFIGS}
 
     def step(m: str, tr: str, compiled: bool, T: int) -> None:
-        student, teacher, method, step_fn, opt = setups[(m, tr, compiled, T)]
-        prec = Precision(a.precision, x.device)
-        opt.zero_grad(set_to_none=True)
-        with use_precision(prec), use_compiled_neurons(compiled):
-            step_fn(student, teacher, method, x, y)
-        prec.step(opt)
+        _train_step(setups[(m, tr, compiled, T)], x, y, a.precision, compiled)
 
     times, warm = interleaved_times(list(setups), a.steps, step, lambda rep: f"  round {rep + 1}/{1 + a.steps}")
     print(f"\n| T | method / trainer | step ms (median of {a.steps}) | first step s | vs logit / bptt |")

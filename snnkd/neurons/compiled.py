@@ -99,6 +99,4 @@ def compilable(fn: F, compiled_form: Callable | None = None) -> F:
             cache["fn"] = torch.compile(compiled_form or fn, dynamic=True)
         return cache["fn"](*args, **kwargs)
 
-    run.eager = fn  # type: ignore[attr-defined]
-    run.compiled_form = compiled_form or fn  # type: ignore[attr-defined]
     return run  # type: ignore[return-value]
