@@ -29,6 +29,7 @@ student the bias is often what limits ``S``; measured on the showcase's block-wi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -49,9 +50,9 @@ OUT_VTH = VTH_MAX
 
 
 # --------------------------------------------------------------------------- quantisation
-def _syn_current(syn: Synapse, x: torch.Tensor, w: np.ndarray) -> torch.Tensor:
-    """``W x`` of one synapse for ``x [B, ...]`` (float64)."""
-    wt = torch.as_tensor(w, dtype=torch.float64)
+def _syn_current(syn: Synapse, x: torch.Tensor, w: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``W x`` of one synapse for ``x [B, ...]`` (an array ``w`` in float64; a tensor as it is)."""
+    wt = w if isinstance(w, torch.Tensor) else torch.as_tensor(w, dtype=torch.float64)
     if syn.kind == "conv":
         return F.conv2d(x, wt, None, syn.stride, syn.padding, syn.dilation, syn.groups)
     return F.linear(x.flatten(1) if syn.flatten else x, wt)
@@ -199,6 +200,36 @@ def emulate(net: LoihiNet, x_seq: torch.Tensor) -> dict[str, torch.Tensor]:
     return _run(net, xq, quantised=True)
 
 
+def _exact(x: torch.Tensor, fx: torch.Tensor) -> torch.Tensor:
+    """``fx`` (the integer arithmetic's value, bit for bit), with ``x``'s gradient when ``x``
+    has one (straight-through: ``fx + (x - x) = fx`` exactly, ``d/dx = 1``)."""
+    return fx if not x.requires_grad else fx.detach() + (x - x.detach())
+
+
+def wrap16(cur: torch.Tensor) -> torch.Tensor:
+    """The 16-bit synaptic input ``a`` (two's complement wrap; the overflow guards of
+    :func:`quantise` keep it from wrapping on calibration data)."""
+    return _exact(cur, torch.remainder(cur.detach() + 2**15, 2**16) - 2**15)
+
+
+def chip_step(v: torch.Tensor, cur: torch.Tensor, b: torch.Tensor, dv: int, vth: int,
+              spike: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the Loihi CUBA neuron in integer membrane units, the one place it is written
+    (the emulator and :mod:`snnkd.export.loihi.qat` run it): returns ``(s, h)``, ``h`` before reset::
+
+        h = clip(sign(v) (|v (4096 - dv)| >> 12) + (a << 6) + b, +-(2^23 - 1)),   s = [h > vth << 6]
+
+    ``a = cur`` (already 16-bit), ``b = b_q << e_c``.  The rounding steps pass gradients
+    straight through when ``v``/``cur`` carry one; ``spike`` replaces the step's Heaviside
+    (``u = h - vth 64 -> s``) by one with a surrogate gradient."""
+    h = v * ((4096 - dv) / 4096.0)
+    h = _exact(h, torch.trunc(h.detach())) + cur * 64.0 + b
+    h = _exact(h, h.detach().clamp(-V_MAX, V_MAX))
+    u = h - vth * 64.0
+    s = (u > 0).to(h.dtype) if spike is None else spike(u)
+    return s, h
+
+
 def _run(net: LoihiNet, x_seq: torch.Tensor, quantised: bool) -> dict[str, torch.Tensor]:
     T = x_seq.shape[0]
     out: dict[str, list[torch.Tensor]] = {}
@@ -208,19 +239,16 @@ def _run(net: LoihiNet, x_seq: torch.Tensor, quantised: bool) -> dict[str, torch
         for layer in net.layers:
             cur = sum(_syn_current(s, act[s.src], s.w_q if quantised else s.weight) for s in layer.synapses)
             if quantised:
-                cur = torch.remainder(cur + 2**15, 2**16) - 2**15  # 16-bit synaptic input (wraps)
-                b = _bias_view(layer, cur, bias_units(layer))
+                cur = wrap16(cur)
                 v = state.get(layer.name, torch.zeros_like(cur))
-                v = torch.trunc(v * (4096 - layer.dv) / 4096.0) + cur * 64.0 + b
-                v = v.clamp(-V_MAX, V_MAX)
-                s = (v > layer.vth * 64.0).to(v.dtype)
+                s, v = chip_step(v, cur, _bias_view(layer, cur, bias_units(layer)), layer.dv, layer.vth)
             else:
                 v = state.get(layer.name, torch.zeros_like(cur))
                 v = layer.beta * v + cur + _bias_view(layer, cur)
                 s = (v > layer.threshold).to(v.dtype)
             out.setdefault("current:" + layer.name, []).append(cur)
             out.setdefault("v:" + layer.name, []).append(v.clone())
-            state[layer.name] = v * (1 - s)
+            state[layer.name] = v * (1 - s)  # hard reset to 0 (the chip's and the float model's)
             act[layer.name] = s
             out.setdefault(layer.name, []).append(s)
     return {k: torch.stack(v) for k, v in out.items()}
