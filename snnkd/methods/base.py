@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -20,6 +20,16 @@ from torch import nn
 from snnkd.errors import SnnkdError
 from snnkd.models.base import StagedNet, StageOutput
 from snnkd.registry import Registry
+
+
+class ValidationMetrics(Protocol):
+    """Per-epoch validation figures accumulated batch by batch."""
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, out: StageOutput) -> None:
+        """One validation batch: inputs, labels and the student's stage outputs on them."""
+
+    def result(self) -> dict[str, float]:
+        """The figures over every batch added (and the method back in its earlier mode)."""
 
 
 @dataclass
@@ -60,10 +70,24 @@ class Method(nn.Module):
         """The frozen teacher's logits and stage features (no graph)."""
         return teacher.forward_stages(x, preacts=preacts)
 
+    def validation_metrics(self, student: StagedNet, teacher: StagedNet | None) -> ValidationMetrics | None:
+        """An accumulator of extra per-epoch validation figures the method wants logged,
+        fed the student's outputs of the validation pass itself, so the student is not run
+        twice (default: none)."""
+        return None
+
+    @torch.no_grad()
     def epoch_metrics(self, student: StagedNet, teacher: StagedNet | None, loader: Any,
                       device: torch.device) -> dict[str, float]:
-        """Extra per-epoch validation figures a method wants logged (default: none)."""
-        return {}
+        """:meth:`validation_metrics` over ``loader`` in a pass of their own (the training
+        loop feeds them from its validation pass instead)."""
+        acc = self.validation_metrics(student, teacher)
+        if acc is None:
+            return {}
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            acc.add(x, y, student.forward_stages(x))
+        return acc.result()
 
     @staticmethod
     def require_stage(model: StagedNet, stage: str, role: str) -> dict:

@@ -28,8 +28,6 @@ rates and the teacher's stage-``k`` features (``bw_cos_<k>``): the paper's Figs.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -133,29 +131,38 @@ class BlockwiseKD(Method):
             self.steps += 1
         return MethodOutput(z_s, terms)
 
-    @torch.no_grad()
-    def epoch_metrics(self, student, teacher, loader: Any, device: torch.device) -> dict[str, float]:
+    def validation_metrics(self, student, teacher) -> _HybridMetrics:
         """Validation accuracy (%) of the SNN and of each ``M_k``; mean cosine similarity
         between ``phi_k(rate_k)`` and the teacher's stage-``k`` features."""
-        was_training = self.training
-        self.eval()
-        correct = {"snn": 0, **{st: 0 for st in self.stages}}
-        cos = {st: 0.0 for st in self.stages}
-        total = 0
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            s_out = student.forward_stages(x)
-            t_out = teacher.forward_stages(x)
-            correct["snn"] += (s_out.logits.argmax(1) == y).sum().item()
-            for st in self.stages:
-                t_st = self.t_stage[st]
-                m = self.mapped(teacher, st, s_out.rates[st])
-                correct[st] += (teacher.forward_from(t_st, m).argmax(1) == y).sum().item()
-                cos[st] += F.cosine_similarity(m.flatten(1), t_out.features[t_st].flatten(1), dim=1).sum().item()
-            total += len(y)
-        self.train(was_training)
-        n = max(total, 1)
-        out = {"bw_acc_snn": 100.0 * correct["snn"] / n}
-        out.update({f"bw_acc_M_{st}": 100.0 * correct[st] / n for st in self.stages})
-        out.update({f"bw_cos_{st}": cos[st] / n for st in self.stages})
+        return _HybridMetrics(self, teacher)
+
+
+class _HybridMetrics:
+    """:meth:`BlockwiseKD.validation_metrics`: the method in eval mode while batches are added."""
+
+    def __init__(self, method: BlockwiseKD, teacher) -> None:
+        self.method, self.teacher, self.was_training = method, teacher, method.training
+        method.eval()
+        self.correct = {"snn": 0, **{st: 0 for st in method.stages}}
+        self.cos = {st: 0.0 for st in method.stages}
+        self.total = 0
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, y: torch.Tensor, s_out) -> None:
+        m, teacher = self.method, self.teacher
+        t_out = teacher.forward_stages(x)
+        self.correct["snn"] += (s_out.logits.argmax(1) == y).sum().item()
+        for st in m.stages:
+            t_st = m.t_stage[st]
+            mapped = m.mapped(teacher, st, s_out.rates[st])
+            self.correct[st] += (teacher.forward_from(t_st, mapped).argmax(1) == y).sum().item()
+            self.cos[st] += F.cosine_similarity(mapped.flatten(1), t_out.features[t_st].flatten(1), dim=1).sum().item()
+        self.total += len(y)
+
+    def result(self) -> dict[str, float]:
+        self.method.train(self.was_training)
+        n = max(self.total, 1)
+        out = {"bw_acc_snn": 100.0 * self.correct["snn"] / n}
+        out.update({f"bw_acc_M_{st}": 100.0 * self.correct[st] / n for st in self.method.stages})
+        out.update({f"bw_cos_{st}": self.cos[st] / n for st in self.method.stages})
         return out

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from snnkd import io
 from snnkd.errors import SnnkdError
-from snnkd.methods.base import Method
+from snnkd.methods.base import Method, ValidationMetrics
 from snnkd.models.base import StagedNet
 from snnkd.neurons.compiled import use_compiled_neurons
 from snnkd.train import distributed
@@ -128,9 +128,11 @@ def epoch_loader(ds: Dataset, cfg: FitConfig, epoch: int) -> DataLoader:
 
 @torch.no_grad()
 def evaluate_loader(model: StagedNet, loader: DataLoader, device: torch.device,
-                    precision: str = "fp32") -> dict[str, float]:
+                    precision: str = "fp32", metrics: ValidationMetrics | None = None) -> dict[str, float]:
     """Top-1 accuracy (%) and mean CE of ``model`` over ``loader``: all ``T`` steps of a
-    batch in one forward (time folded into the batch), in ``precision`` (CE in fp32)."""
+    batch in one forward (time folded into the batch), in ``precision`` (CE in fp32).
+    ``metrics``: a method's per-epoch figures, fed every batch's stage outputs of this same
+    pass (read them with ``metrics.result()``)."""
     prec = Precision(precision, device)
     was_training = model.training
     model.eval()
@@ -138,7 +140,12 @@ def evaluate_loader(model: StagedNet, loader: DataLoader, device: torch.device,
     for x, y in loader:
         x, y = x.to(device), y.to(device)
         with prec.forward():
-            z = model(x)
+            if metrics is None:
+                z = model(x)
+            else:
+                out = model.forward_stages(x)
+                metrics.add(x, y, out)
+                z = out.logits
         loss += F.cross_entropy(z, y, reduction="sum").item()
         correct += (z.argmax(1) == y).sum().item()
         total += len(y)
@@ -218,16 +225,17 @@ def fit(student: StagedNet, teacher: StagedNet | None, method: Method, train_ds:
                      else f"epoch {epoch + 1} on another rank")
             raise _diverged(state_path, epoch, bad_step or where, cfg)
         sched.step()
+        student.eval()
+        metrics = method.validation_metrics(student, teacher)  # fed by the validation pass itself
         with use_compiled_neurons(cfg.compile_neurons):
-            val = evaluate_loader(student, val_loader, device, cfg.precision) if len(val_ds) else {"acc": 0.0, "loss": 0.0}
+            val = (evaluate_loader(student, val_loader, device, cfg.precision, metrics) if len(val_ds)
+                   else {"acc": 0.0, "loss": 0.0})
         rec: dict[str, Any] = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         rec.update({f"train_{k}": v / max(total, 1) for k, v in sums.items()})
         rec["train_acc"] = 100.0 * correct / max(total, 1)
         val = distributed.weighted_mean(val, len(val_ds), device)
         rec["val_acc"], rec["val_loss"] = (val["acc"], val["loss"]) if has_val else (None, None)  # null, not NaN
-        student.eval()
-        with prec.forward(), use_compiled_neurons(cfg.compile_neurons):  # the run's arithmetic, as validation
-            extra = method.epoch_metrics(student, teacher, val_loader, device)
+        extra = metrics.result() if metrics is not None else {}
         rec.update(distributed.weighted_mean(extra, len(val_ds), device))
         rec["time_s"] = round(time.time() - t0, 3)
         odd = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]

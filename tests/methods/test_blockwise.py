@@ -109,3 +109,25 @@ def test_plot_blockwise_refuses_other_metrics(tmp_path):
     p = tmp_path / "metrics.jsonl"
     p.write_text(json.dumps({"epoch": 1, "val_acc": 50.0}) + "\n")
     assert main(["plot-blockwise", "--metrics", str(p), "--out", str(tmp_path / "f")]) == 2
+
+
+def test_training_loop_runs_the_student_once_per_validation_batch(tmp_path):
+    """The loop feeds the block-wise figures from its own validation pass: the student runs
+    once per validation batch (it ran twice before), and the figures equal those of a
+    separate :meth:`epoch_metrics` pass over the same data."""
+    from snnkd.data import build_datasets
+    from snnkd.train.loop import FitConfig, fit
+
+    s, t = models()
+    train, val, _ = build_datasets("digits")
+    train = torch.utils.data.Subset(train, range(64))
+    m = build_method("blockwise", s, t, {"stages": ["layer1"]})
+    eval_calls = []
+    s.stem.register_forward_hook(lambda mod, inp, out: eval_calls.append(len(inp[0])) if not mod.training else None)
+    cfg = FitConfig(epochs=1, batch_size=32, lr=0.05, seed=0, trainer="bptt", progress=False)
+    (rec,) = fit(s, t, m, train, val, cfg, tmp_path / "state.pt", tmp_path / "m.jsonl", torch.device("cpu"))
+    val_batches = -(-len(val) // 128)
+    assert len(eval_calls) == val_batches and sum(eval_calls) == len(val) * s.T
+    assert rec["bw_acc_snn"] == pytest.approx(rec["val_acc"])
+    again = m.epoch_metrics(s.eval(), t, torch.utils.data.DataLoader(val, batch_size=128), torch.device("cpu"))
+    assert {k: rec[k] for k in again} == pytest.approx(again)
