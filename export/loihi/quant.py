@@ -215,7 +215,7 @@ def wrap16(cur: torch.Tensor) -> torch.Tensor:
 def chip_step(v: torch.Tensor, cur: torch.Tensor, b: torch.Tensor, dv: int, vth: int,
               spike: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the Loihi CUBA neuron in integer membrane units, the one place it is written
-    (the emulator and :mod:`snnkd.export.loihi.qat` run it): returns ``(s, h)``, ``h`` before reset::
+    (the emulator runs it; benchmarks/loihi_qat.py trains through it): returns ``(s, h)``, ``h`` before reset::
 
         h = clip(sign(v) (|v (4096 - dv)| >> 12) + (a << 6) + b, +-(2^23 - 1)),   s = [h > vth << 6]
 
