@@ -1,4 +1,5 @@
 """Dataset registry (:data:`DATASETS`): torchvision datasets and transforms, scikit-learn digits,
+the MNIST-variation sets (:mod:`snnkd.variants`),
 CIFAR10-DVS; plugins add theirs with :func:`register_dataset` (entry-point group ``snnkd.datasets``).
 
 Every dataset returns ``(train, val, test)`` splits.  The validation split is a fixed
@@ -24,6 +25,7 @@ from snnkd import io
 from snnkd.errors import SnnkdError
 from snnkd.inmemory import InMemoryImages, split_transform
 from snnkd.registry import Registry
+from snnkd.variants import variant_splits
 
 Splits = tuple[Dataset, Dataset, Dataset]
 SplitFn = Callable[[Path, Callable, Callable, bool], Splits]
@@ -158,6 +160,14 @@ def _digits(root: Path, t_train: Callable, t_test: Callable, download: bool) -> 
 register_dataset(DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,),
                              "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"))(
     _torchvision(tvd.MNIST))
+# MNIST-variation sets (snnkd.variants): real MNIST with the corruption in training and test
+# images; mean / std measured on their 60,000 training images.
+_VARIANT_STATS = {"background": (0.5534, 0.2267), "random_noise": (0.5560, 0.3040),
+                  "rotation": (0.1306, 0.3081), "rotation_background": (0.5533, 0.2268)}
+for _v, (_m, _s) in _VARIANT_STATS.items():
+    register_dataset(DatasetInfo(f"mnist_{_v}", 10, 1, 28, (_m,), (_s,),
+                                 "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte "
+                                 f"(real MNIST; {_v} applied by snnkd.variants)"))(variant_splits(_v))
 register_dataset(DatasetInfo("fashion_mnist", 10, 1, 28, (0.2860,), (0.3530,),
                              "<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte "
                              "(or Debian's dataset-fashion-mnist package)"))(
