@@ -51,7 +51,8 @@ def test_there_are_reproduction_configs_with_a_stated_schedule() -> None:
         assert all("paper" in block for block in cfg["grid"]), f"{path.name}: a block without paper figures"
 
 
-FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's folders; the same IDX format
+FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST",  # torchvision's folders; the same IDX format
+           **{f"mnist_{v}": "MNIST" for v in ("background", "random_noise", "rotation", "rotation_background")}}
 
 
 def prepare(path: Path, tmp_path: Path) -> tuple[dict, Path]:
@@ -60,8 +61,8 @@ def prepare(path: Path, tmp_path: Path) -> tuple[dict, Path]:
     names = {d["name"] for d in cfg["datasets"].values()}
     if not names <= set(FOLDERS):
         pytest.fail(f"{path.name}: the fast version knows how to fake {sorted(FOLDERS)} only, not {names}")
-    for name in names:
-        write_mnist_idx(tmp_path / "data", n_train=400, n_test=150, folder=FOLDERS[name])
+    for folder in sorted({FOLDERS[name] for name in names}):  # the MNIST variants share MNIST's files
+        write_mnist_idx(tmp_path / "data", n_train=400, n_test=150, folder=folder)
     conf = tmp_path / "fast.yaml"
     conf.write_text(yaml.safe_dump(fast_version(cfg, tmp_path / "data")))
     return cfg, conf

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from mnist_files import write_mnist_idx
+
 from snnkd.data import build_datasets, list_datasets
 from snnkd.errors import SnnkdError
 from snnkd.variants import VARIANT_DATASETS, corrupt_images
